@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition, Element, Species
+from pymatgen.core import Composition, DummySpecies, Element, Species
 
 from matminer_clasp.errors import InvalidStructureError
 
@@ -40,7 +40,7 @@ def atom_feature_table() -> np.ndarray:
 
 def _atomic_number(specie: object, where: str) -> int:
     """Return Z of an ``Element``/``Species``; raise for dummy species or Z beyond the table."""
-    if isinstance(specie, Element | Species):
+    if isinstance(specie, Element | Species) and not isinstance(specie, DummySpecies):
         z = int(specie.Z)
     else:  # DummySpecies and anything else pymatgen may hold
         raise InvalidStructureError(
