@@ -1,0 +1,677 @@
+"""Text-to-structure screening: :func:`screen` and the :class:`EmbeddingIndex` it searches.
+
+Follow a query: text -> ``ClaspModel.encode_texts`` -> cosine against the unit-norm structure
+embeddings (exact chunked matrix products in numpy, or a ``faiss`` index when asked for) -> the
+``top_k`` rows as a ``pandas.DataFrame`` (``id``, ``formula``, ``score``, ``rank``). Structures are
+embedded once, by :meth:`EmbeddingIndex.build`, and stored on disk by :meth:`EmbeddingIndex.save`
+as ``embeddings.npy`` (memory-mappable) + ``metadata.parquet`` + ``index.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from matminer_clasp.errors import InvalidStructureError
+
+if TYPE_CHECKING:
+    from matminer_clasp.model.clasp import ClaspModel
+
+INDEX_FORMAT_VERSION = 1
+_DTYPES = ("float32", "float16")
+_FAISS_KINDS = ("flat", "hnsw", "ivf")
+
+
+# ---------------------------------------------------------------------- shared input helpers
+@functools.lru_cache(maxsize=4)
+def _load_model_cached(name: str | None) -> ClaspModel:
+    from matminer_clasp.model.clasp import ClaspModel
+
+    return ClaspModel.from_pretrained(name)
+
+
+def resolve_model(model: Any = None) -> ClaspModel:
+    """Return a :class:`ClaspModel` for ``None`` (bundled default), a folder / Hub id, or a model.
+
+    Models loaded by name are cached (four most recent), so estimators that are cloned or
+    unpickled do not reload the weights.
+    """
+    from matminer_clasp.model.clasp import ClaspModel
+
+    if isinstance(model, ClaspModel):
+        return model
+    return _load_model_cached(None if model is None else os.fspath(model))
+
+
+def model_name(model: Any) -> str:
+    """A printable name for a model argument (stored in ``index.json``)."""
+    if model is None:
+        return "bundled"
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model)
+    return f"<{type(model).__name__} instance>"
+
+
+def _is_structure(obj: Any) -> bool:
+    from pymatgen.core import IStructure
+
+    return isinstance(obj, IStructure)
+
+
+def split_inputs(X: Any) -> tuple[np.ndarray | None, list | None]:
+    """Tell structures from precomputed embeddings.
+
+    Returns ``(embeddings, None)`` for a 2-D numeric array, list of rows or DataFrame (``clasp_*``
+    columns, or all-numeric columns), and ``(None, structures)`` for a ``Structure``, a list /
+    array / Series of structures, or a DataFrame with a ``structure`` column (or a single column
+    of structures).
+
+    Raises
+    ------
+    ValueError
+        For anything else (1-D numbers, text, ragged rows), naming what was received.
+    """
+    if _is_structure(X):
+        return None, [X]
+    if isinstance(X, pd.DataFrame):
+        clasp_cols = [c for c in X.columns if str(c).startswith("clasp_")]
+        if clasp_cols:
+            return _numeric_2d(X[clasp_cols]), None
+        if "structure" in X.columns:
+            return None, list(X["structure"])
+        if X.shape[1] == 1 and len(X) and _is_structure(X.iloc[0, 0]):
+            return None, list(X.iloc[:, 0])
+        return _numeric_2d(X), None
+    if isinstance(X, pd.Series):
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        flat = X.ravel()
+        if flat.size and all(_is_structure(s) for s in flat):
+            if X.ndim > 1 and X.shape[1] != 1:
+                raise ValueError(f"expected one structure per row, got an array of shape {X.shape}")
+            return None, list(flat)
+    elif isinstance(X, Sequence) and not isinstance(X, str) and len(X):
+        if all(_is_structure(s) for s in X):
+            return None, list(X)
+    return _numeric_2d(X), None
+
+
+def _numeric_2d(X: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "expected pymatgen Structures or a 2-D array of embeddings, got "
+            f"{type(X).__name__} that is neither ({exc})"
+        ) from exc
+    if arr.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array of embeddings, got {arr.ndim}D array instead (shape {arr.shape}); "
+            "reshape a single embedding with x.reshape(1, -1)"
+        )
+    return arr
+
+
+def check_embeddings(emb: np.ndarray, dim: int | None, what: str = "X") -> np.ndarray:
+    """Validate embeddings (finite, ``dim`` columns, non-zero rows); return them unit-normalised."""
+    emb = np.asarray(emb, dtype=np.float32)
+    if dim is not None and emb.shape[1] != dim:
+        raise ValueError(
+            f"{what} has {emb.shape[1]} features, but the model is expecting {dim} features "
+            "(its embedding size)"
+        )
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"{what} contains NaN or infinity in rows {rows} (structures the featurizer could not "
+            "embed?); drop those rows first"
+        )
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    if (norms == 0).any():
+        rows = np.flatnonzero(norms[:, 0] == 0)[:5].tolist()
+        raise ValueError(f"{what} has all-zero rows {rows}: a cosine is undefined")
+    return emb / norms
+
+
+def _formula(structure: Any) -> str:
+    try:
+        return structure.composition.reduced_formula
+    except Exception:  # noqa: BLE001 - an unreadable structure has no formula, not a crash
+        return ""
+
+
+def _embed_structures(
+    model: ClaspModel,
+    structures: Sequence[Any],
+    ids: Sequence[Any],
+    batch_size: int,
+    show_progress_bar: bool,
+    device: Any,
+    ignore_errors: bool,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[Any, str]]]:
+    """Embed in chunks; return ``(embeddings, kept positions, [(id, error), ...])``."""
+    chunks, kept, skipped = [], [], []
+    bar = tqdm(total=len(structures), desc="Embedding structures", disable=not show_progress_bar)
+    for start in range(0, len(structures), batch_size):
+        chunk = structures[start : start + batch_size]
+        graphs = model.build_graphs(chunk, ignore_errors=True)
+        good = []
+        for j, graph in enumerate(graphs):
+            if isinstance(graph, InvalidStructureError):
+                if not ignore_errors:
+                    bar.close()
+                    raise InvalidStructureError(f"structure {ids[start + j]!r}: {graph}")
+                skipped.append((ids[start + j], str(graph)))
+            else:
+                good.append(j)
+        if good:
+            chunks.append(model.encode_graphs([graphs[j] for j in good], len(good), device))
+            kept.extend(start + j for j in good)
+        bar.update(len(chunk))
+    bar.close()
+    dim = model.config.embedding_dim
+    emb = np.concatenate(chunks) if chunks else np.empty((0, dim), np.float32)
+    return emb, np.asarray(kept, dtype=np.int64), skipped
+
+
+# ---------------------------------------------------------------------- the index
+class EmbeddingIndex:
+    """Unit-norm structure embeddings plus their ids and metadata, searchable by text.
+
+    Parameters
+    ----------
+    embeddings
+        ``(n, dim)`` array; rows are L2-normalised on construction (a memory-mapped array from
+        :meth:`load` is used as is).
+    metadata
+        One row per embedding; columns ``id`` and ``formula`` plus any extra ones (titles, ...).
+        Default: ids ``0..n-1`` and empty formulas.
+    model
+        Model used to embed query texts: ``None`` (bundled default), a folder / Hub id or a
+        :class:`ClaspModel`; loaded on the first text query.
+    dtype
+        Storage type, ``"float32"`` or ``"float16"`` (half the memory; cosines within ~1e-3).
+
+    Examples
+    --------
+    >>> index = EmbeddingIndex.build(structures, ids=mp_ids)      # doctest: +SKIP
+    >>> index.save("my-index")                                    # doctest: +SKIP
+    >>> EmbeddingIndex.load("my-index").search("garnet", top_k=5)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        metadata: pd.DataFrame | None = None,
+        model: Any = None,
+        dtype: str = "float32",
+        _normalized: bool = False,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        if not _normalized:
+            embeddings = check_embeddings(_numeric_2d(embeddings), None, "embeddings")
+            embeddings = embeddings.astype(dtype, copy=False)
+        n = len(embeddings)
+        if metadata is None:
+            metadata = pd.DataFrame({"id": np.arange(n), "formula": [""] * n})
+        metadata = pd.DataFrame(metadata).reset_index(drop=True)
+        if len(metadata) != n:
+            raise ValueError(f"metadata has {len(metadata)} rows but there are {n} embeddings")
+        if "id" not in metadata:
+            metadata.insert(0, "id", np.arange(n))
+        if "formula" not in metadata:
+            metadata.insert(1, "formula", [""] * n)
+        if metadata["id"].duplicated().any():
+            dups = metadata["id"][metadata["id"].duplicated()].unique()[:5].tolist()
+            raise ValueError(f"duplicate ids in the index: {dups}")
+        self.embeddings = embeddings
+        self.metadata = metadata
+        self.model = model
+        self.dtype = dtype
+        self.skipped: list[tuple[Any, str]] = []
+        self._faiss_cache: dict[tuple, Any] = {}
+
+    # -------------------------------------------------------------- building
+    @classmethod
+    def build(
+        cls,
+        structures: Sequence[Any],
+        ids: Sequence[Any] | None = None,
+        metadata: pd.DataFrame | None = None,
+        model: Any = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = True,
+        dtype: str = "float32",
+        device: Any = None,
+        ignore_errors: bool = False,
+    ) -> EmbeddingIndex:
+        """Embed ``structures`` once and index them.
+
+        Parameters
+        ----------
+        structures
+            pymatgen structures.
+        ids
+            One id per structure (default ``0..n-1``); must be unique.
+        metadata
+            Extra columns, one row per structure (e.g. ``title``); ``formula`` is filled in from
+            the structures unless given.
+        model, batch_size, show_progress_bar, device
+            As in :meth:`ClaspModel.encode_structures`.
+        dtype
+            ``"float32"`` or ``"float16"``.
+        ignore_errors
+            Skip structures that cannot become a graph (listed in :attr:`skipped` as
+            ``(id, message)``) instead of raising :class:`InvalidStructureError` naming the id.
+        """
+        structures = list(structures)
+        ids = list(range(len(structures))) if ids is None else list(ids)
+        if len(ids) != len(structures):
+            raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
+        meta = _metadata_frame(structures, ids, metadata)
+        clasp = resolve_model(model)
+        emb, kept, skipped = _embed_structures(
+            clasp, structures, ids, batch_size, show_progress_bar, device, ignore_errors
+        )
+        index = cls(emb.astype(dtype), meta.iloc[kept], model=model, dtype=dtype, _normalized=True)
+        index.skipped = skipped
+        return index
+
+    def add(
+        self,
+        items: Any,
+        ids: Sequence[Any] | None = None,
+        metadata: pd.DataFrame | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+        device: Any = None,
+    ) -> None:
+        """Append structures (embedded with :attr:`model`) or precomputed embeddings.
+
+        Existing rows are not re-embedded. Default ids continue after the largest integer id.
+        """
+        emb, structures = split_inputs(items)
+        n_new = len(structures) if structures is not None else len(emb)
+        if ids is None:
+            existing = self.metadata["id"]
+            if len(existing) and not pd.api.types.is_integer_dtype(existing):
+                raise ValueError("the index has non-integer ids: pass ids= for the new entries")
+            first = int(existing.max()) + 1 if len(existing) else 0
+            ids = list(range(first, first + n_new))
+        ids = list(ids)
+        if len(ids) != n_new:
+            raise ValueError(f"got {len(ids)} ids for {n_new} new entries")
+        clash = set(ids) & set(self.metadata["id"])
+        if clash:
+            raise ValueError(f"ids already in the index: {sorted(map(str, clash))[:5]}")
+        if structures is not None:
+            clasp = resolve_model(self.model)
+            emb, kept, _ = _embed_structures(
+                clasp, structures, ids, batch_size, show_progress_bar, device, False
+            )
+            meta = _metadata_frame(structures, ids, metadata)
+        else:
+            meta = _metadata_frame(None, ids, metadata)
+        emb = check_embeddings(emb, self.dim, "new embeddings").astype(self.dtype)
+        self.embeddings = np.concatenate([np.asarray(self.embeddings), emb])
+        self.metadata = pd.concat([self.metadata, meta], ignore_index=True)
+        self._faiss_cache.clear()
+
+    def remove(self, ids: Sequence[Any]) -> None:
+        """Drop the entries with these ids (unknown ids raise ``KeyError``)."""
+        ids = list(ids)
+        mask = self.metadata["id"].isin(ids).to_numpy()
+        missing = set(ids) - set(self.metadata["id"][mask])
+        if missing:
+            raise KeyError(f"ids not in the index: {sorted(map(str, missing))[:5]}")
+        self.embeddings = np.asarray(self.embeddings)[~mask]
+        self.metadata = self.metadata[~mask].reset_index(drop=True)
+        self._faiss_cache.clear()
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return int(self.embeddings.shape[1])
+
+    def __repr__(self) -> str:
+        return f"EmbeddingIndex(n={len(self)}, dim={self.dim}, dtype={self.dtype!r})"
+
+    # -------------------------------------------------------------- disk
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``embeddings.npy``, ``metadata.parquet`` and ``index.json`` to ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "embeddings.npy", np.asarray(self.embeddings, dtype=self.dtype))
+        meta = self.metadata.copy()
+        for col in meta.columns:
+            if meta[col].dtype == object and meta[col].map(type).nunique() > 1:
+                meta[col] = meta[col].astype(str)  # parquet needs one type per column
+        meta.to_parquet(folder / "metadata.parquet", index=False)
+        info = {
+            "format_version": INDEX_FORMAT_VERSION,
+            "model": model_name(self.model),
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "count": len(self),
+            "skipped": [[str(i), msg] for i, msg in self.skipped],
+        }
+        (folder / "index.json").write_text(json.dumps(info, indent=2))
+        return folder
+
+    @classmethod
+    def load(
+        cls, folder: str | os.PathLike[str], mmap: bool = True, model: Any = None
+    ) -> EmbeddingIndex:
+        """Read an index written by :meth:`save`.
+
+        Parameters
+        ----------
+        folder
+            The index folder.
+        mmap
+            Memory-map ``embeddings.npy`` (read-only) instead of reading it into RAM, so corpora
+            larger than memory can be searched.
+        model
+            Model for text queries; default: the one recorded in ``index.json``.
+        """
+        folder = Path(folder)
+        info_path = folder / "index.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{folder} is not an embedding index (no index.json)")
+        info = json.loads(info_path.read_text())
+        emb = np.load(folder / "embeddings.npy", mmap_mode="r" if mmap else None)
+        meta = pd.read_parquet(folder / "metadata.parquet")
+        if emb.ndim != 2 or len(emb) != info["count"] or emb.shape[1] != info["dim"]:
+            raise ValueError(
+                f"{folder}: embeddings.npy has shape {emb.shape}, index.json says "
+                f"{info['count']} x {info['dim']}"
+            )
+        if model is None and info.get("model") not in (None, "bundled") and not str(
+            info["model"]
+        ).startswith("<"):
+            model = info["model"]
+        index = cls(emb, meta, model=model, dtype=info["dtype"], _normalized=True)
+        index.skipped = [tuple(x) for x in info.get("skipped", [])]
+        return index
+
+    # -------------------------------------------------------------- search
+    def embed_queries(self, queries: Any) -> np.ndarray:
+        """Texts -> unit-norm embeddings with :attr:`model`; arrays are validated and passed on."""
+        if isinstance(queries, str) or _all_text(queries):
+            texts = [queries] if isinstance(queries, str) else list(queries)
+            clasp = resolve_model(self.model)
+            if clasp.config.embedding_dim != self.dim:
+                raise ValueError(
+                    f"the query model embeds into {clasp.config.embedding_dim} dimensions but the "
+                    f"index holds {self.dim}-d embeddings: pass the model that built the index"
+                )
+            return clasp.encode_texts(texts)
+        arr = np.asarray(queries, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        return check_embeddings(_numeric_2d(arr), self.dim, "query embeddings")
+
+    def topk(
+        self,
+        query_embeddings: np.ndarray,
+        top_k: int = 10,
+        backend: str = "numpy",
+        faiss_index: str = "flat",
+        chunk_size: int = 65536,
+        **faiss_options: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(scores, positions)``, each ``(n_queries, k)``, best first (cosines).
+
+        ``backend="numpy"`` is exact: the corpus is read in chunks of ``chunk_size`` rows, so a
+        memory-mapped index never has to fit in RAM. ``backend="faiss"`` uses a ``faiss_index``
+        of kind ``"flat"`` (exact), ``"hnsw"`` or ``"ivf"`` (approximate, for millions of rows),
+        built on first use; ``faiss_options``: ``hnsw_m``, ``ef_construction``, ``ef_search``,
+        ``nlist``, ``nprobe``.
+        """
+        q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
+        k = min(int(top_k), len(self))
+        if k < 1:
+            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+        if backend == "faiss":
+            return _faiss_search(self, q, k, faiss_index, faiss_options)
+        if backend != "numpy":
+            raise ValueError(f"backend must be 'numpy' or 'faiss', got {backend!r}")
+        return _exact_topk(self.embeddings, q, k, chunk_size)
+
+    def search(
+        self,
+        queries: Any,
+        top_k: int = 10,
+        backend: str = "numpy",
+        faiss_index: str = "flat",
+        **faiss_options: Any,
+    ) -> pd.DataFrame:
+        """Rank the index against text queries (or query embeddings).
+
+        Returns a DataFrame with ``id``, ``formula``, ``score`` (cosine), ``rank`` (1 = best) and
+        any extra metadata columns, sorted by rank; with several queries a ``query`` column comes
+        first and rows are grouped by query in input order.
+        """
+        emb = self.embed_queries(queries)
+        scores, pos = self.topk(emb, top_k, backend, faiss_index, **faiss_options)
+        labels = _query_labels(queries, len(emb))
+        frames = []
+        for i in range(len(emb)):
+            rows = self.metadata.iloc[pos[i]].reset_index(drop=True)
+            rows.insert(2, "score", scores[i].astype(np.float64))
+            rows.insert(3, "rank", np.arange(1, len(rows) + 1))
+            if labels is not None:
+                rows.insert(0, "query", labels[i])
+            frames.append(rows)
+        return pd.concat(frames, ignore_index=True)
+
+
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError(
+            "backend='faiss' needs the faiss library: pip install faiss-cpu "
+            "(or matminer-clasp[faiss]); backend='numpy' searches exactly without it"
+        ) from exc
+    return faiss
+
+
+def _faiss_search(
+    index: EmbeddingIndex, q: np.ndarray, k: int, kind: str, options: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search with a faiss index built (once per kind and options) over ``index.embeddings``.
+
+    Inner product on unit vectors is the cosine. ``float16`` indexes store vectors with faiss's
+    fp16 scalar quantizer.
+    """
+    faiss = _import_faiss()
+    if kind not in _FAISS_KINDS:
+        raise ValueError(f"faiss_index must be one of {_FAISS_KINDS}, got {kind!r}")
+    opts = dict(options)
+    ef_search = int(opts.pop("ef_search", 128))
+    nprobe = int(opts.pop("nprobe", 16))
+    key = (kind, tuple(sorted(opts.items())))
+    fidx = index._faiss_cache.get(key)
+    if fidx is None:
+        fidx = _build_faiss(faiss, index, kind, opts)
+        index._faiss_cache[key] = fidx
+    if kind == "hnsw":
+        fidx.hnsw.efSearch = max(ef_search, k)
+    elif kind == "ivf":
+        fidx.nprobe = nprobe
+    scores, pos = fidx.search(np.ascontiguousarray(q, dtype=np.float32), k)
+    return scores.astype(np.float32), pos.astype(np.int64)
+
+
+def _build_faiss(faiss: Any, index: EmbeddingIndex, kind: str, opts: dict[str, Any]) -> Any:
+    dim, fp16 = index.dim, index.dtype == "float16"
+    ip = faiss.METRIC_INNER_PRODUCT
+    unknown = set(opts) - {"hnsw_m", "ef_construction", "nlist"}
+    if unknown:
+        raise TypeError(f"unknown faiss options: {sorted(unknown)}")
+    if kind == "flat":
+        fidx = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, ip) if fp16 else (
+            faiss.IndexFlatIP(dim)
+        )
+    elif kind == "hnsw":
+        m = int(opts.get("hnsw_m", 32))
+        if fp16:
+            fidx = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, m, ip)
+        else:
+            fidx = faiss.IndexHNSWFlat(dim, m, ip)
+        fidx.hnsw.efConstruction = int(opts.get("ef_construction", 200))
+    else:
+        nlist = int(opts.get("nlist", max(1, min(4 * int(np.sqrt(len(index))), len(index) // 39))))
+        quantizer = faiss.IndexFlatIP(dim)
+        if fp16:
+            fidx = faiss.IndexIVFScalarQuantizer(
+                quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, ip
+            )
+        else:
+            fidx = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
+    chunk = 65536
+    for start in range(0, len(index), chunk):
+        block = np.ascontiguousarray(index.embeddings[start : start + chunk], dtype=np.float32)
+        if not fidx.is_trained:
+            fidx.train(block if len(index) <= chunk else _sample(index, 100_000))
+        fidx.add(block)
+    return fidx
+
+
+def _sample(index: EmbeddingIndex, n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(index), size=min(n, len(index)), replace=False))
+    return np.ascontiguousarray(index.embeddings[rows], dtype=np.float32)
+
+
+def _all_text(queries: Any) -> bool:
+    return (
+        isinstance(queries, Sequence)
+        and not isinstance(queries, str)
+        and len(queries) > 0
+        and all(isinstance(q, str) for q in queries)
+    )
+
+
+def _query_labels(queries: Any, n: int) -> list | None:
+    if isinstance(queries, str):
+        return None
+    if _all_text(queries):
+        return list(queries)
+    return None if np.asarray(queries).ndim == 1 else list(range(n))
+
+
+def _metadata_frame(
+    structures: Sequence[Any] | None, ids: list, metadata: pd.DataFrame | None
+) -> pd.DataFrame:
+    meta = pd.DataFrame(index=range(len(ids))) if metadata is None else pd.DataFrame(metadata)
+    meta = meta.reset_index(drop=True)
+    if len(meta) != len(ids):
+        raise ValueError(f"metadata has {len(meta)} rows for {len(ids)} entries")
+    meta = meta.drop(columns=[c for c in ("id", "structure") if c in meta.columns])
+    if "formula" not in meta.columns:
+        formulas = [_formula(s) for s in structures] if structures is not None else [""] * len(ids)
+        meta.insert(0, "formula", formulas)
+    meta.insert(0, "id", pd.Series(ids, dtype=object if _mixed(ids) else None))
+    return meta
+
+
+def _mixed(values: list) -> bool:
+    return len({type(v) for v in values}) > 1
+
+
+def _exact_topk(
+    corpus: np.ndarray, q: np.ndarray, k: int, chunk_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product, streaming the corpus in chunks; ties go to the lower row."""
+    best_s = np.full((len(q), 0), -np.inf, np.float32)
+    best_p = np.empty((len(q), 0), np.int64)
+    for start in range(0, len(corpus), chunk_size):
+        block = np.asarray(corpus[start : start + chunk_size], dtype=np.float32)
+        sims = q @ block.T  # (n_queries, chunk)
+        kk = min(k, sims.shape[1])
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < sims.shape[1] else (
+            np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        )
+        best_s = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
+        best_p = np.concatenate([best_p, part + start], axis=1)
+        best_s, best_p = _sort_rows(best_s, best_p, k)
+    return best_s, best_p
+
+
+def _sort_rows(s: np.ndarray, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((p, -s), axis=-1) if s.size else np.empty(s.shape, np.int64)
+    order = order[:, :k]
+    return np.take_along_axis(s, order, 1), np.take_along_axis(p, order, 1)
+
+
+def screen(
+    query: str | Sequence[str],
+    corpus: Any,
+    top_k: int = 10,
+    model: Any = None,
+    ids: Sequence[Any] | None = None,
+    batch_size: int = 64,
+    show_progress_bar: bool = False,
+) -> pd.DataFrame:
+    """Rank a corpus of crystals against one or several text queries.
+
+    Parameters
+    ----------
+    query
+        A text (``"ferroelectric perovskite"``) or a list of texts (adds a ``query`` column).
+    corpus
+        Structures (list / Series), a DataFrame with a ``structure`` column (optional ``id``,
+        ``formula`` and extra columns) or ``clasp_*`` embedding columns, a 2-D embedding array,
+        or an :class:`EmbeddingIndex`.
+    top_k
+        Rows per query.
+    model
+        Model for the texts (and for embedding structures): ``None`` = bundled default.
+    ids
+        Ids of the corpus rows (default: the ``id`` column, else ``0..n-1``).
+    batch_size, show_progress_bar
+        Used when the corpus holds structures that must be embedded first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id``, ``formula``, ``score`` (cosine), ``rank``, sorted best first.
+    """
+    if isinstance(corpus, EmbeddingIndex):
+        index = corpus
+        if model is not None:
+            index = EmbeddingIndex(
+                index.embeddings, index.metadata, model, index.dtype, _normalized=True
+            )
+        return index.search(query, top_k)
+    meta = None
+    if isinstance(corpus, pd.DataFrame):
+        extra = [c for c in corpus.columns if c != "structure" and not str(c).startswith("clasp_")]
+        meta = corpus[extra].reset_index(drop=True)
+        if ids is None and "id" in meta.columns:
+            ids = list(meta["id"])
+    emb, structures = split_inputs(corpus)
+    n = len(structures) if structures is not None else len(emb)
+    ids = list(range(n)) if ids is None else list(ids)
+    if structures is not None:
+        index = EmbeddingIndex.build(
+            structures, ids, meta, model, batch_size, show_progress_bar
+        )
+    else:
+        index = EmbeddingIndex(emb, _metadata_frame(None, ids, meta), model=model)
+    return index.search(query, top_k)
