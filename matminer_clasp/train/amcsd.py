@@ -1,0 +1,175 @@
+"""The American Mineralogist Crystal Structure Database (AMCSD), read through ``larixite``.
+
+``larixite`` ships the trimmed AMCSD as an SQLite file (9,275 entries; the full database is used
+when ``~/.larch/amcsd_cif2.db`` exists). Three quirks shape this module:
+
+* ``larixite.amcsd.AMCSD`` opens its file writable and may ``ALTER`` it on first use, so two
+  processes opening it at once can crash: the entries are read once, in the calling process, with
+  ``read_only=True``, and only the CIF texts travel to worker processes.
+* Its CIFs have ``_atom_site_label`` but no ``_atom_site_type_symbol``, so pymatgen guesses the
+  element from the label and sometimes misreads it (``NH4`` as nihonium, ``CO3`` as cobalt,
+  ``BI`` as bismuth, ``OSi1`` as osmium). :func:`check_composition` compares the parsed elements
+  with the entry's formula and repairs such sites (or rejects the entry).
+* About 760 entries come from Wyckoff's *Crystal Structures* handbook; their "title" is an edition
+  note (``Second edition. Interscience Publishers, ...``), flagged here as placeholders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pymatgen.core import Composition, Element, Structure
+
+from matminer_clasp.errors import InvalidStructureError
+
+logger = logging.getLogger(__name__)
+
+#: Elements a mineral formula lists that X-ray structures routinely leave out (unlocated H).
+OPTIONAL_ELEMENTS = frozenset({"H", "D"})
+
+
+def _amcsd_path(db_path: str | os.PathLike[str] | None) -> str | None:
+    if db_path is not None:
+        return os.fspath(db_path)
+    try:
+        from larixite.amcsd import AMCSD_FULL
+        from larixite.utils import user_folder
+    except ImportError:  # pragma: no cover - handled by the caller
+        return None
+    full = Path(user_folder) / AMCSD_FULL
+    return str(full) if full.is_file() else None
+
+
+def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
+                       max_items: int | None = None) -> list[dict[str, Any]]:
+    """Read AMCSD entries (CIF text and metadata) in this process, in id order.
+
+    Parameters
+    ----------
+    db_path
+        An AMCSD SQLite file; default: larixite's full database if downloaded, else the trimmed
+        one shipped with larixite.
+    max_items
+        Keep the first ``max_items`` entries (by AMCSD id).
+
+    Returns
+    -------
+    list of dict
+        Keys ``id`` (``"amcsd-<n>"``), ``amcsd_id``, ``cif``, ``raw_title``, ``formula``,
+        ``mineral``, ``journal``, ``year``, ``compound``. Entries larixite cannot read are logged
+        and returned with ``cif=None`` and an ``error``.
+    """
+    try:
+        from larixite.amcsd import AMCSD
+    except ImportError as exc:
+        raise ImportError(
+            "reading AMCSD needs larixite and its database dependencies: "
+            "pip install --no-deps larixite && pip install xraydb sqlalchemy"
+        ) from exc
+    db = AMCSD(_amcsd_path(db_path), read_only=True)
+    try:
+        table = db.tables["cif"]
+        rows = db.execall(table.select().with_only_columns(table.c.id))
+        ids = sorted(int(row[0]) for row in rows)
+        if max_items is not None:
+            ids = ids[: int(max_items)]
+        entries = []
+        for ams_id in ids:
+            entry: dict[str, Any] = {"id": f"amcsd-{ams_id}", "amcsd_id": ams_id, "cif": None}
+            try:
+                cif = db.get_cif(ams_id)
+                mineral = cif.get_mineralname()
+                entry.update(
+                    cif=cif.ciftext,
+                    raw_title=str(cif.pub_title or ""),
+                    formula=str(cif.formula or ""),
+                    mineral=None if mineral in ("missing", "<missing>") else mineral,
+                    journal=str(cif.publication.journalname),
+                    year=cif.publication.year,
+                    compound=None if cif.compound in (None, "<missing>") else cif.compound,
+                )
+            except Exception as exc:  # larixite raises many types on odd rows
+                entry["error"] = f"larixite could not read the entry: {type(exc).__name__}: {exc}"
+                logger.warning("AMCSD %s: %s", ams_id, entry["error"])
+            entries.append(entry)
+    finally:
+        db.finalize_amcsd()
+    return entries
+
+
+def _formula_elements(formula: str) -> set[str]:
+    comp = Composition(formula.replace(" ", ""))
+    return {el.symbol for el in comp.elements}
+
+
+def _repair_symbol(symbol: str, allowed: set[str]) -> str | None:
+    """Map a misread element to a formula element it was read from (``Nh`` -> ``N``)."""
+    matches = [el for el in allowed if symbol.lower().startswith(el.lower())]
+    return max(matches, key=len) if matches else None
+
+
+def check_composition(structure: Structure, formula: str | None) -> tuple[Structure, str]:
+    """Check a parsed structure's elements against the entry's formula; repair misread sites.
+
+    Parameters
+    ----------
+    structure
+        The structure as pymatgen parsed it.
+    formula
+        The entry's ``_chemical_formula_sum`` (``None``/empty: nothing to check).
+
+    Returns
+    -------
+    (Structure, str)
+        The structure (a repaired copy when needed) and a note: ``""`` when the elements agree,
+        ``"repaired Nh->N"`` when misread species were mapped back to formula elements,
+        ``"missing H"`` when only hydrogen is absent (unlocated H atoms).
+
+    Raises
+    ------
+    InvalidStructureError
+        When elements absent from the formula remain after repair, or formula elements other than
+        H are missing from the structure.
+    """
+    if not formula or not formula.strip():
+        return structure, ""
+    try:
+        allowed = _formula_elements(formula)
+    except Exception:
+        return structure, f"formula {formula!r} not understood; not checked"
+    found = {el.symbol for el in structure.composition.elements}
+    notes = []
+    extra = found - allowed
+    if extra:
+        mapping = {sym: _repair_symbol(sym, allowed) for sym in extra}
+        unmapped = sorted(sym for sym, new in mapping.items() if new is None)
+        if unmapped:
+            raise InvalidStructureError(
+                f"elements {unmapped} of the parsed structure are not in the formula {formula!r}"
+            )
+        species = []
+        for site in structure:
+            occ: dict[str, float] = {}
+            for sp, amount in site.species.items():
+                sym = sp.symbol if hasattr(sp, "symbol") else str(sp)
+                sym = mapping.get(sym, sym)
+                occ[sym] = occ.get(sym, 0.0) + amount
+            species.append({Element(k): v for k, v in occ.items()})
+        structure = Structure(
+            structure.lattice, species, structure.frac_coords,
+            site_properties=None, labels=[site.label for site in structure],
+        )
+        notes.append("repaired " + ",".join(f"{k}->{v}" for k, v in sorted(mapping.items())))
+        found = {el.symbol for el in structure.composition.elements}
+    missing = allowed - found
+    if missing - OPTIONAL_ELEMENTS:
+        raise InvalidStructureError(
+            f"formula {formula!r} lists {sorted(missing - OPTIONAL_ELEMENTS)}, absent from the "
+            "parsed structure"
+        )
+    if missing:
+        notes.append("missing " + ",".join(sorted(missing)))
+    return structure, "; ".join(notes)
