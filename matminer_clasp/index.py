@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 INDEX_FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
 _FAISS_KINDS = ("flat", "hnsw", "ivf")
+#: Columns written by ``ClaspFeaturizer`` (``clasp_0`` ... ``clasp_767``).
+_CLASP_COLUMN = re.compile(r"clasp_\d+")
 
 
 # ---------------------------------------------------------------------- shared input helpers
@@ -69,10 +72,10 @@ def _is_structure(obj: Any) -> bool:
 def split_inputs(X: Any) -> tuple[np.ndarray | None, list | None]:
     """Tell structures from precomputed embeddings.
 
-    Returns ``(embeddings, None)`` for a 2-D numeric array, list of rows or DataFrame (``clasp_*``
-    columns, or all-numeric columns), and ``(None, structures)`` for a ``Structure``, a list /
-    array / Series of structures, or a DataFrame with a ``structure`` column (or a single column
-    of structures).
+    Returns ``(embeddings, None)`` for a 2-D numeric array, list of rows or DataFrame (the
+    ``clasp_<i>`` columns of ``ClaspFeaturizer``, or all-numeric columns), and
+    ``(None, structures)`` for a ``Structure``, a list / array / Series of structures, or a
+    DataFrame with a ``structure`` column (or a single column of structures).
 
     Raises
     ------
@@ -81,8 +84,13 @@ def split_inputs(X: Any) -> tuple[np.ndarray | None, list | None]:
     """
     if _is_structure(X):
         return None, [X]
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "sparse input is not supported: dense data is required (CLaSP embeddings are dense; "
+            "use X.toarray())"
+        )
     if isinstance(X, pd.DataFrame):
-        clasp_cols = [c for c in X.columns if str(c).startswith("clasp_")]
+        clasp_cols = [c for c in X.columns if _CLASP_COLUMN.fullmatch(str(c))]
         if clasp_cols:
             return _numeric_2d(X[clasp_cols]), None
         if "structure" in X.columns:
@@ -106,7 +114,10 @@ def split_inputs(X: Any) -> tuple[np.ndarray | None, list | None]:
 
 def _numeric_2d(X: Any) -> np.ndarray:
     try:
-        arr = np.asarray(X, dtype=np.float64)
+        arr = np.asarray(X)
+        if np.iscomplexobj(arr):
+            raise ValueError("Complex data not supported: embeddings are real vectors")
+        arr = arr.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             "expected pymatgen Structures or a 2-D array of embeddings, got "
@@ -123,10 +134,9 @@ def _numeric_2d(X: Any) -> np.ndarray:
 def check_embeddings(emb: np.ndarray, dim: int | None, what: str = "X") -> np.ndarray:
     """Validate embeddings (finite, ``dim`` columns, non-zero rows); return them unit-normalised."""
     emb = np.asarray(emb, dtype=np.float32)
-    if dim is not None and emb.shape[1] != dim:
+    if emb.shape[1] == 0:
         raise ValueError(
-            f"{what} has {emb.shape[1]} features, but the model is expecting {dim} features "
-            "(its embedding size)"
+            f"Found array with 0 feature(s) (shape={emb.shape}) while a minimum of 1 is required."
         )
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
@@ -134,6 +144,11 @@ def check_embeddings(emb: np.ndarray, dim: int | None, what: str = "X") -> np.nd
         raise ValueError(
             f"{what} contains NaN or infinity in rows {rows} (structures the featurizer could not "
             "embed?); drop those rows first"
+        )
+    if dim is not None and emb.shape[1] != dim:
+        raise ValueError(
+            f"{what} has {emb.shape[1]} features, but the model is expecting {dim} features "
+            "(its embedding size)"
         )
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     if (norms == 0).any():
@@ -661,7 +676,9 @@ def screen(
         return index.search(query, top_k)
     meta = None
     if isinstance(corpus, pd.DataFrame):
-        extra = [c for c in corpus.columns if c != "structure" and not str(c).startswith("clasp_")]
+        extra = [
+            c for c in corpus.columns if c != "structure" and not _CLASP_COLUMN.fullmatch(str(c))
+        ]
         meta = corpus[extra].reset_index(drop=True)
         if ids is None and "id" in meta.columns:
             ids = list(meta["id"])
