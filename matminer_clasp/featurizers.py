@@ -11,10 +11,12 @@ The featurizers only know matminer's row and error conventions; tensors stay in
 
 from __future__ import annotations
 
+import copy
 import os
 import traceback
 import weakref
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,7 +98,7 @@ class _ClaspEmbedding(BaseFeaturizer):
             self._cache = {"source": self._source()}
         return self._cache
 
-    def _folder(self) -> os.PathLike[str]:
+    def _folder(self) -> Path:
         cache = self._cached()
         if "folder" not in cache:
             cache["folder"] = resolve_model_folder(
@@ -112,7 +114,11 @@ class _ClaspEmbedding(BaseFeaturizer):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def get_model(self) -> ClaspModel:
-        """Return the :class:`ClaspModel`, loading it on first use (once per process and folder)."""
+        """Return the :class:`ClaspModel`, loading it on first use (once per process and folder).
+
+        A model loaded by name is shared with the other featurizers of this process that name the
+        same folder and device; treat it as read-only (train a copy, not this object).
+        """
         if isinstance(self.model, ClaspModel):
             return self.model
         cache = self._cached()
@@ -146,6 +152,21 @@ class _ClaspEmbedding(BaseFeaturizer):
         state["_cache"] = {k: v for k, v in self._cache.items() if k != "model"}
         state["_row_labels"] = None
         return state
+
+    def __copy__(self) -> _ClaspEmbedding:
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._cache = dict(self._cache)
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ClaspEmbedding:
+        # in-process copy: a ClaspModel instance is copied too; a model loaded by name is shared
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        state = {k: v for k, v in self.__dict__.items() if k != "_cache"}
+        new.__dict__.update(copy.deepcopy(state, memo))
+        new._cache = {}
+        return new
 
     # ------------------------------------------------------------------ matminer API
     def fit(self, X: Any, y: Any = None, **fit_kwargs: Any) -> _ClaspEmbedding:
@@ -363,7 +384,8 @@ class ClaspFeaturizer(_ClaspEmbedding):
     -----
     ``featurize_many`` / ``featurize_dataframe`` run batched in this process (``n_jobs=1``, the
     default). With ``set_n_jobs(k > 1)`` matminer's process pool is used instead, one row at a
-    time. The featurizer pickles without weights (workers reload the model by name), so a
+    time: forked workers (Linux) reuse the model already loaded here, spawned ones (macOS,
+    Windows) load it once per pool task. The featurizer pickles without weights, so a
     featurizer given a ``ClaspModel`` *instance* cannot be pickled or used with ``n_jobs > 1``:
     the instance may hold unsaved weights, and copying them silently into every task would be
     slow; save it with ``model.save_pretrained(folder)`` and pass ``model=folder`` instead.

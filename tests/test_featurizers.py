@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import shutil
 
@@ -179,6 +180,10 @@ def test_model_instance(structures, tiny_model_dir, tiny_model):
     assert by_instance.get_model() is tiny_model
     with pytest.raises(TypeError, match="save_pretrained"):
         pickle.dumps(by_instance)
+    # in-process copies are fine: deepcopy copies the instance, copy shares it
+    deep, shallow = copy.deepcopy(by_instance), copy.copy(by_instance)
+    assert deep.get_model() is not tiny_model and shallow.get_model() is tiny_model
+    np.testing.assert_allclose(deep.featurize(s), by_instance.featurize(s), atol=1e-6)
     by_instance.set_n_jobs(2)
     with pytest.raises(ValueError, match="n_jobs=2"):
         by_instance.featurize_many([s, s], pbar=False)
