@@ -102,12 +102,12 @@ def split_inputs(X: Any) -> tuple[np.ndarray | None, list | None]:
         X = X.to_numpy()
     if isinstance(X, np.ndarray) and X.dtype == object:
         flat = X.ravel()
-        if flat.size and all(_is_structure(s) for s in flat):
+        if flat.size and any(_is_structure(s) for s in flat):
             if X.ndim > 1 and X.shape[1] != 1:
                 raise ValueError(f"expected one structure per row, got an array of shape {X.shape}")
             return None, list(flat)
     elif isinstance(X, Sequence) and not isinstance(X, str) and len(X):
-        if all(_is_structure(s) for s in X):
+        if any(_is_structure(s) for s in X):  # bad entries are reported by the graph builder
             return None, list(X)
     return _numeric_2d(X), None
 
