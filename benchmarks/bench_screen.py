@@ -1,0 +1,255 @@
+"""Top-10 query latency over a large embedding corpus: numpy brute force vs EmbeddingIndex / faiss.
+
+Run ``python benchmarks/bench_screen.py [--n 1000000] [--out FILE]`` (``--n 100000`` for a
+quick run).
+
+Corpus: ``--n`` unit vectors of dimension 768 drawn around ``--clusters`` centres (default
+2,000). The centres are anisotropic (a 64-d low-rank part plus a weaker isotropic part, like
+learned embeddings that occupy a subspace), cluster sizes are log-normal (a few large families,
+many small ones), and each point is ``centre + noise`` renormalised so that its cosine to its
+centre is about 0.8. Queries are fresh draws from the same distribution (not corpus members).
+
+Every query is timed on its own (batch of one, one BLAS / faiss thread), after 3 warm-up
+queries; p50 and p99 are over those per-query times. Recall@10 of an approximate index is the
+mean overlap of its top 10 with the exact top 10 (computed by one batched matrix product).
+
+Memory: the fp32 corpus (3 GB at 1M x 768) is the one long-lived copy; the fp16 copy and each
+faiss index are built one at a time and freed before the next (at most two copies at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, current_rss, fmt_bytes, machine_info, print_load, write_json  # noqa: E402
+
+DIM = 768
+TOP_K = 10
+
+
+# ---------------------------------------------------------------------- data
+def make_centres(n_clusters: int, rng: np.random.Generator, rank: int = 64) -> np.ndarray:
+    """Unit-norm, anisotropic cluster centres: low-rank part + weaker isotropic part."""
+    basis = rng.standard_normal((rank, DIM)).astype(np.float32)
+    scales = (1.0 / np.sqrt(np.arange(1, rank + 1))).astype(np.float32)  # decaying spectrum
+    low = (rng.standard_normal((n_clusters, rank)).astype(np.float32) * scales) @ basis
+    low /= np.linalg.norm(low, axis=1, keepdims=True)
+    iso = rng.standard_normal((n_clusters, DIM)).astype(np.float32)
+    iso /= np.linalg.norm(iso, axis=1, keepdims=True)
+    centres = low + 0.5 * iso
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
+def draw(centres: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generator,
+         out: np.ndarray | None = None, noise: float = 0.75, chunk: int = 65536) -> np.ndarray:
+    """``n`` points ``normalize(centre + noise * g)``, g Gaussian of norm ~1: cos to centre ~0.8."""
+    out = np.empty((n, DIM), dtype=np.float32) if out is None else out
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        labels = rng.choice(len(centres), size=m, p=weights)
+        block = rng.standard_normal((m, DIM), dtype=np.float32)
+        block *= noise / np.sqrt(DIM)
+        block += centres[labels]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block
+    return out
+
+
+def exact_topk_batched(corpus: np.ndarray, queries: np.ndarray, k: int,
+                       chunk: int = 65536) -> np.ndarray:
+    """Ground-truth top-k row ids for many queries at once (chunked matrix product)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_p = np.empty((len(queries), 0), np.int64)
+    for start in range(0, len(corpus), chunk):
+        sims = queries @ corpus[start : start + chunk].T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        best_s = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
+        best_p = np.concatenate([best_p, part + start], axis=1)
+        order = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s = np.take_along_axis(best_s, order, 1)
+        best_p = np.take_along_axis(best_p, order, 1)
+    return best_p
+
+
+# ---------------------------------------------------------------------- timing
+def latencies(search: Any, queries: np.ndarray, warmup: int = 3) -> tuple[dict[str, float], list]:
+    """Time ``search(q)`` per query (shape (1, dim)); return p50/p99/mean in ms and the results."""
+    for i in range(min(warmup, len(queries))):
+        search(queries[i : i + 1])
+    times, results = [], []
+    for i in range(len(queries)):
+        t0 = time.perf_counter()
+        res = search(queries[i : i + 1])
+        times.append((time.perf_counter() - t0) * 1000)
+        results.append(res)
+    times_sorted = sorted(times)
+    p99 = times_sorted[min(len(times) - 1, int(np.ceil(0.99 * len(times))) - 1)]
+    return {"p50_ms": statistics.median(times), "p99_ms": p99, "mean_ms": statistics.fmean(times),
+            "n_queries": len(times)}, results
+
+
+def recall_at_k(found: list[np.ndarray], truth: np.ndarray) -> float:
+    """Mean |found_i ∩ truth_i| / k."""
+    hits = [len(set(np.asarray(f).ravel().tolist()) & set(t.tolist()))
+            for f, t in zip(found, truth)]
+    return float(np.mean(hits) / truth.shape[1])
+
+
+# ---------------------------------------------------------------------- driver
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="corpus size")
+    parser.add_argument("--clusters", type=int, default=2000)
+    parser.add_argument("--exact-queries", type=int, default=50,
+                        help="queries timed for each exact method (each reads the whole corpus)")
+    parser.add_argument("--approx-queries", type=int, default=500,
+                        help="queries timed for the approximate faiss index (and for recall)")
+    parser.add_argument("--nlist", type=int, default=1024, help="IVF lists")
+    parser.add_argument("--nprobe", type=int, nargs="*", default=[8, 16, 32, 64])
+    parser.add_argument("--hnsw", action="store_true",
+                        help="also build an HNSW index (slow to build at 1M on 2 cores)")
+    parser.add_argument("--build-threads", type=int, default=2,
+                        help="faiss threads while *building* indexes (queries use 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "screen.json"))
+    args = parser.parse_args(argv)
+
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    from matminer_clasp.index import EmbeddingIndex
+
+    info = machine_info()
+    load_before = print_load("load average before")
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    centres = make_centres(args.clusters, rng)
+    weights = rng.lognormal(0.0, 1.0, size=args.clusters)
+    weights /= weights.sum()
+    corpus = draw(centres, weights, args.n, rng)
+    q_exact = draw(centres, weights, args.exact_queries, rng)
+    q_approx = draw(centres, weights, args.approx_queries, rng)
+    print(f"corpus {args.n:,} x {DIM} fp32 ({corpus.nbytes / 1e9:.2f} GB), {args.clusters} "
+          f"clusters, generated in {time.perf_counter() - t0:.1f} s; "
+          f"RSS {fmt_bytes(current_rss())}", flush=True)
+    cos_nn = None
+    results: dict[str, Any] = {}
+
+    def report(name: str, stats: dict[str, float], **extra: Any) -> None:
+        stats = {**stats, **extra, "rss_bytes": current_rss()}
+        results[name] = stats
+        more = "".join(f"  {k}={v:.3f}" if isinstance(v, float) else f"  {k}={v}"
+                       for k, v in extra.items())
+        print(f"{name:34s} p50 {stats['p50_ms']:8.2f} ms  p99 {stats['p99_ms']:8.2f} ms{more}",
+              flush=True)
+
+    with threadpool_limits(limits=1):
+        faiss.omp_set_num_threads(1)
+
+        # -- baselines: plain numpy on the fp32 array
+        def gemv(q: np.ndarray) -> np.ndarray:
+            return corpus @ q[0]
+
+        def brute(q: np.ndarray) -> np.ndarray:
+            s = corpus @ q[0]
+            part = np.argpartition(-s, TOP_K - 1)[:TOP_K]
+            return part[np.argsort(-s[part], kind="stable")]
+
+        report("numpy_gemv_only_fp32", latencies(gemv, q_exact)[0])
+        stats, brute_res = latencies(brute, q_exact)
+        report("numpy_bruteforce_fp32", stats)
+        truth_exact = np.stack(brute_res)
+
+        # -- EmbeddingIndex exact (shares the fp32 array: no copy)
+        index = EmbeddingIndex(corpus, dtype="float32", _normalized=True)
+        stats, res = latencies(lambda q: index.topk(q, TOP_K)[1][0], q_exact)
+        report("EmbeddingIndex_exact_fp32.topk", stats, recall_at_10=recall_at_k(res, truth_exact))
+        stats, res = latencies(lambda q: index.search(q, TOP_K)["id"].to_numpy(), q_exact)
+        report("EmbeddingIndex_exact_fp32.search", stats,
+               recall_at_10=recall_at_k(res, truth_exact))
+
+        # -- fp16 storage (second copy, 1.5 GB), freed afterwards
+        index16 = EmbeddingIndex(corpus.astype(np.float16), dtype="float16", _normalized=True)
+        stats, res = latencies(lambda q, ix=index16: ix.topk(q, TOP_K)[1][0], q_exact)
+        report("EmbeddingIndex_exact_fp16.topk", stats, recall_at_10=recall_at_k(res, truth_exact))
+        del index16
+        gc.collect()
+
+        # -- ground truth for the approximate queries (one batched pass)
+        t1 = time.perf_counter()
+        with threadpool_limits(limits=args.build_threads):
+            truth = exact_topk_batched(corpus, q_approx, TOP_K)
+        cos_nn = float(np.mean(np.sum(corpus[truth[:, 0]] * q_approx, axis=1)))
+        print(f"ground truth for {len(q_approx)} queries in {time.perf_counter() - t1:.1f} s "
+              f"(mean cosine to the nearest neighbour {cos_nn:.3f})", flush=True)
+
+        # -- faiss indexes through EmbeddingIndex, one at a time
+        kinds: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+            ("flat", {}, [{}]),
+            ("ivf", {"nlist": args.nlist}, [{"nprobe": p} for p in args.nprobe]),
+        ]
+        if args.hnsw:
+            kinds.append(("hnsw", {"hnsw_m": 32, "ef_construction": 80},
+                          [{"ef_search": e} for e in (32, 64, 128)]))
+        for kind, build_opts, search_opts in kinds:
+            t1 = time.perf_counter()
+            faiss.omp_set_num_threads(args.build_threads)
+            index.topk(q_approx[:1], TOP_K, backend="faiss", faiss_index=kind, **build_opts)
+            faiss.omp_set_num_threads(1)
+            build_s = time.perf_counter() - t1
+            print(f"faiss {kind} built in {build_s:.1f} s with {args.build_threads} threads; "
+                  f"RSS {fmt_bytes(current_rss())}", flush=True)
+            queries = q_exact if kind == "flat" else q_approx
+            gt = truth_exact if kind == "flat" else truth
+            for opts in search_opts:
+                def search(q: np.ndarray, opts: dict = opts, kind: str = kind,
+                           build_opts: dict = build_opts) -> np.ndarray:
+                    return index.topk(q, TOP_K, backend="faiss", faiss_index=kind,
+                                      **build_opts, **opts)[1][0]
+
+                stats, res = latencies(search, queries)
+                label = f"faiss_{kind}" + "".join(f"_{k}{v}" for k, v in opts.items())
+                report(label, stats, recall_at_10=recall_at_k(res, gt), build_s=build_s)
+            index._faiss_cache.clear()
+            gc.collect()
+
+    base = results["numpy_bruteforce_fp32"]["p50_ms"]
+    ratios = {f"{name} / numpy_bruteforce_fp32 (p50)": r["p50_ms"] / base
+              for name, r in results.items() if name != "numpy_bruteforce_fp32"}
+    print("\nratios of p50 latency against numpy brute force (emb @ q + argpartition):")
+    for key, value in ratios.items():
+        print(f"  {key:70s} {value:7.3f}")
+    approx = [(name, r) for name, r in results.items()
+              if name.startswith(("faiss_ivf", "faiss_hnsw"))]
+    good = [(name, r) for name, r in approx if r["recall_at_10"] >= 0.95 and r["p50_ms"] < 10]
+    best = min(good, key=lambda x: x[1]["p50_ms"]) if good else None
+    targets = {
+        "approximate index < 10 ms with recall@10 >= 0.95": best is not None,
+        "best approximate setting": best[0] if best else None,
+        "EmbeddingIndex exact fp32 within 1.5x of numpy brute force":
+            results["EmbeddingIndex_exact_fp32.topk"]["p50_ms"] <= 1.5 * base,
+        "EmbeddingIndex exact fp16 within 1.5x of numpy brute force":
+            results["EmbeddingIndex_exact_fp16.topk"]["p50_ms"] <= 1.5 * base,
+    }
+    print("targets:", targets)
+    load_after = print_load("load average after")
+    payload = {"machine": info, "load_avg_before": load_before, "load_avg_after": load_after,
+               "n": args.n, "dim": DIM, "clusters": args.clusters, "top_k": TOP_K,
+               "mean_cosine_query_to_nn": cos_nn, "results": results, "ratios": ratios,
+               "targets": targets}
+    write_json(args.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
