@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ def _amcsd_path(db_path: str | os.PathLike[str] | None) -> str | None:
 
 
 def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
-                       max_items: int | None = None) -> list[dict[str, Any]]:
+                       max_items: int | None = None,
+                       ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
     """Read AMCSD entries (CIF text and metadata) in this process, in id order.
 
     Parameters
@@ -54,6 +56,8 @@ def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
         one shipped with larixite.
     max_items
         Keep the first ``max_items`` entries (by AMCSD id).
+    ids
+        Read only these AMCSD ids (in this order); unknown ids are skipped.
 
     Returns
     -------
@@ -73,11 +77,14 @@ def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
     try:
         table = db.tables["cif"]
         rows = db.execall(table.select().with_only_columns(table.c.id))
-        ids = sorted(int(row[0]) for row in rows)
+        known = sorted(int(row[0]) for row in rows)
+        if ids is not None:
+            present = set(known)
+            known = [int(i) for i in ids if int(i) in present]
         if max_items is not None:
-            ids = ids[: int(max_items)]
+            known = known[: int(max_items)]
         entries = []
-        for ams_id in ids:
+        for ams_id in known:
             entry: dict[str, Any] = {"id": f"amcsd-{ams_id}", "amcsd_id": ams_id, "cif": None}
             try:
                 cif = db.get_cif(ams_id)

@@ -132,6 +132,18 @@ def title_caption(text: str) -> str:
     return decode_cif_markup(title).strip().strip("'\"").strip()
 
 
+def placeholder_caption(text: str) -> str:
+    r"""Caption of a handbook entry kept on purpose: its structure-type note, not the edition.
+
+    ``"Second edition. Interscience Publishers, ...\\n Note: wurtzite structure"`` gives
+    ``"wurtzite structure"``; a block without such a note falls back to :func:`title_caption`.
+    """
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    rest = [re.sub(r"^notes?\s*:\s*", "", line, flags=re.IGNORECASE) for line in lines
+            if not _PLACEHOLDER.match(line)]
+    return decode_cif_markup("; ".join(rest)) or title_caption(text)
+
+
 def is_placeholder_title(title: str, source: str | None = None) -> bool:
     """Whether a title is a handbook placeholder rather than a paper title.
 

@@ -50,6 +50,7 @@ from matminer_clasp.train.captions import (
     is_placeholder_title,
     keyword_captions,
     parse_notes,
+    placeholder_caption,
     split_title_notes,
     title_caption,
 )
@@ -357,7 +358,13 @@ def _task(item: tuple[str, Any, str | None]) -> tuple[bool, Any, str]:
     try:
         structure, note = _to_structure(kind, payload, formula)
         builder = _WORKER.get("builder")
-        return True, (builder(structure) if builder is not None else structure), note
+        if builder is None:
+            return True, structure, note
+        graph = builder(structure)
+        # plain numpy arrays: torch tensors would travel through shared-memory file descriptors,
+        # which runs out of descriptors on large datasets
+        arrays = {k: v.numpy() for k, v in graph.items() if isinstance(v, torch.Tensor)}
+        return True, (arrays, int(graph.num_nodes)), note
     except Exception as exc:  # every failure becomes a reported skip
         return False, f"{type(exc).__name__}: {exc}", ""
 
@@ -414,6 +421,13 @@ def _entry_fields(e: dict[str, Any]) -> dict[str, Any]:
             "source": e.get("source"), "mineral": e.get("mineral"), "placeholder": placeholder}
 
 
+def _caption(entry: dict[str, Any], fields: dict[str, Any]) -> str:
+    raw = entry.get("raw_title")
+    if raw is None:
+        return fields["title"]
+    return placeholder_caption(raw) if fields["placeholder"] else title_caption(raw)
+
+
 def load_records(data_config: DataConfig, show_progress_bar: bool = False, *,
                  frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """Parse a source into a table of structures (no graphs, no cache).
@@ -438,8 +452,7 @@ def load_records(data_config: DataConfig, show_progress_bar: bool = False, *,
             skipped[e["id"]] = value
             continue
         row = _entry_fields(e)
-        row.update(structure=value, caption=title_caption(e["raw_title"]) if "raw_title" in e
-                   else row["title"], composition_note=note)
+        row.update(structure=value, caption=_caption(e, row), composition_note=note)
         rows.append(row)
     columns = ["id", "structure", "title", "caption", "formula", "mineral", "source", "notes",
                "pressure", "temperature", "locality", "placeholder", "composition_note"]
@@ -602,8 +615,10 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
         ids, graphs, notes, bad = [], [], {}, {}
         for e, (ok, value, note) in zip(usable, results):
             if ok:
+                arrays, n_nodes = value
                 ids.append(e["id"])
-                graphs.append(value)
+                graphs.append(Data(**{k: torch.from_numpy(v) for k, v in arrays.items()},
+                                   num_nodes=n_nodes))
                 if note:
                     notes[e["id"]] = note
             else:
@@ -611,11 +626,10 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
         skipped.update(bad)
         _save_cache(folder, ids, graphs, notes, bad, model_config)
         logger.info("built %d graphs (%d failed) into %s", len(graphs), len(bad), folder)
-    titles = [fields_by_id[i]["title"] for i in ids]
     by_id = {e["id"]: e for e in usable}
+    titles = [_caption(by_id[i], fields_by_id[i]) for i in ids]
     if data_config.captions == "title":
-        captions = [title_caption(by_id[i]["raw_title"]) if "raw_title" in by_id[i] else t
-                    for i, t in zip(ids, titles)]
+        captions = [_caption(by_id[i], fields_by_id[i]) for i in ids]
     else:
         model = data_config.keyword_model
         extractor = get_keyword_extractor(data_config.keyword_extractor,
