@@ -27,7 +27,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    PreTrainedTokenizerBase,
+)
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import CheckpointConversionError, ModelLoadError
@@ -161,8 +167,16 @@ def _load_tokenizer(
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
     source = os.fspath(tokenizer) if tokenizer is not None else text_model
-    if tokenizer is not None and not Path(source).is_dir():
+    folder = Path(source)
+    if tokenizer is not None and not folder.is_dir():
         raise ModelLoadError(f"tokenizer folder {source} does not exist")
+    if (
+        folder.is_dir()
+        and (folder / "vocab.txt").is_file()
+        and not any((folder / n).is_file() for n in ("tokenizer_config.json", "config.json"))
+    ):
+        # a bare WordPiece vocabulary (as in the SciBERT release): lower-casing BERT tokenizer
+        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # transformers/huggingface_hub raise many exception types here
@@ -195,7 +209,7 @@ def convert_official_checkpoint(
         ``tokenizer`` is not given.
     tokenizer
         A tokenizer object or a folder holding one (the SciBERT uncased vocabulary for the official
-        model).
+        model). A folder with only ``vocab.txt`` gives a lower-casing WordPiece BERT tokenizer.
 
     Returns
     -------
