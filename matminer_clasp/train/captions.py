@@ -353,8 +353,10 @@ class LlmExtractor:
         self.max_keywords = max_keywords
         self._pipe = pipeline("text-generation", model=str(model), device=device)
         tok = self._pipe.tokenizer
-        if tok is not None and tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
+        if tok is not None:
+            tok.padding_side = "left"  # decoder-only models generate after the prompt
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
 
     def generate(self, texts: Sequence[str]) -> list[str]:
         """Return the raw answers (generated text after the prompt)."""

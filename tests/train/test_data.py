@@ -291,3 +291,14 @@ def test_amcsd_placeholders_dropped(tmp_path, monkeypatch):
                                  drop_placeholder_titles=False), MODEL, show_progress_bar=False)
     assert kept.ids[0] == "amcsd-11134"
     assert kept.captions[0] == "Cubic closest packed, ccp, structure"
+
+
+def test_keyword_captions_in_pairs(cif_dir, tmp_path):
+    cfg = DataConfig(source="cif_dir", path=str(cif_dir), cache_dir=str(tmp_path / "cache"),
+                     n_jobs=1, captions="keywords", keyword_extractor="yake")
+    pairs = load_pairs(cfg, MODEL, show_progress_bar=False)
+    assert len(pairs) == 4 and all(pairs.captions)
+    assert "piezoelectric" in pairs.captions[2].lower()
+    assert list(pairs.meta["caption"]) == pairs.captions
+    assert pairs.meta["title"].iloc[2] == "Zinc oxide thin films for piezoelectric devices"
+    assert len(list((tmp_path / "cache" / "keywords").glob("yake-*.json"))) == 1
