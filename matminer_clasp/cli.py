@@ -214,18 +214,29 @@ def _build_index(records: Any, args: argparse.Namespace, model: Any) -> Any:
 
 
 def _amcsd_records(args: argparse.Namespace) -> Any:
+    import pandas as pd
+
     from matminer_clasp.train.data import load_amcsd_records
 
-    frame = load_amcsd_records(db_path=args.amcsd_db, show_progress_bar=True)
+    frame = load_amcsd_records(
+        max_items=args.amcsd_limit, db_path=args.amcsd_db, show_progress_bar=True
+    )
+    skipped = dict(frame.attrs.get("skipped", {}))
     frame = frame.copy()
     frame.insert(2, "error", None)
+    if skipped:  # unreadable entries: kept as rows without a structure, reported as skipped
+        bad = pd.DataFrame(
+            {"id": list(skipped), "structure": None, "error": list(skipped.values())}
+        )
+        frame = pd.concat([frame, bad], ignore_index=True)
     return frame
 
 
 def _amcsd_index(args: argparse.Namespace, model: Any) -> Any:
     from matminer_clasp.index import EmbeddingIndex
 
-    folder = cache_dir() / f"amcsd-index-{model_hash(args.model)}"
+    limit = f"-first{args.amcsd_limit}" if args.amcsd_limit else ""
+    folder = cache_dir() / f"amcsd-index-{model_hash(args.model)}{limit}"
     if (folder / "index.json").is_file() and not args.rebuild:
         return EmbeddingIndex.load(folder)
     print(f"embedding AMCSD once; the index is cached in {folder}", file=sys.stderr)
@@ -435,11 +446,17 @@ def _common(p: argparse.ArgumentParser, batch: bool = True) -> None:
         p.add_argument("--batch-size", type=int, default=64, help="structures per forward pass")
 
 
+def _amcsd_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amcsd-db", default=None, help="path of the AMCSD SQLite file (optional)")
+    p.add_argument("--amcsd-limit", type=int, default=None, metavar="N",
+                   help="only the first N AMCSD entries (quick trials)")
+
+
 def _corpus_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="an index folder made by `index`")
     p.add_argument("--amcsd", action="store_true",
                    help="the AMCSD mineral database (embedded once, then cached)")
-    p.add_argument("--amcsd-db", default=None, help="path of the AMCSD SQLite file (optional)")
+    _amcsd_options(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed AMCSD even if cached")
 
 
@@ -465,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", help=inp)
     p.add_argument("--out", required=True, metavar="DIR", help="index folder to write")
     p.add_argument("--amcsd", action="store_true", help="index the AMCSD mineral database")
-    p.add_argument("--amcsd-db", default=None, help="path of the AMCSD SQLite file (optional)")
+    _amcsd_options(p)
     p.add_argument("--fp16", action="store_true", help="store float16 embeddings (half size)")
     _common(p)
     p.set_defaults(func=cmd_index)

@@ -114,16 +114,18 @@ def test_amcsd_index_is_cached(monkeypatch, structures, model_args, tmp_path, ca
     def fake_amcsd(**kwargs):  # stands in for the AMCSD download/parsing, not under test here
         calls.append(kwargs)
         names = list(structures)[:4]
-        return pd.DataFrame({"id": [f"amcsd-{i}" for i in range(4)],
-                             "structure": [structures[n] for n in names],
-                             "title": [f"The crystal structure of {n}" for n in names],
-                             "mineral": ["halite", None, "zincite", None]})
+        frame = pd.DataFrame({"id": [f"amcsd-{i}" for i in range(4)],
+                              "structure": [structures[n] for n in names],
+                              "title": [f"The crystal structure of {n}" for n in names],
+                              "mineral": ["halite", None, "zincite", None]})
+        frame.attrs["skipped"] = {"amcsd-99": "InvalidStructureError: occupancy 2 > 1"}
+        return frame
 
     monkeypatch.setattr(data, "load_amcsd_records", fake_amcsd)
     monkeypatch.setenv("MATMINER_CLASP_CACHE", str(tmp_path / "cache"))
     code, out, err = run(["screen", "garnet", "--amcsd", "--top-k", 2, *model_args], capsys)
     assert code == 0, err
-    assert len(calls) == 1
+    assert len(calls) == 1 and "skipped amcsd-99: InvalidStructureError" in err
     cached = list((tmp_path / "cache").iterdir())
     assert len(cached) == 1 and cached[0].name.startswith("amcsd-index-")
     assert "title" in out.splitlines()[0] and "The crystal structure of" in out
