@@ -1,0 +1,170 @@
+"""Embedding a ``dask.dataframe`` partition by partition: :func:`embed_dask_dataframe`.
+
+Follow a partition: the featurizer travels to the worker *without weights* (it pickles as its
+settings and the model's name, see :mod:`matminer_clasp.featurizers`) -> :func:`featurize_partition`
+asks the featurizer for its model, which the worker process loads on its first partition and keeps
+(a strong reference held here, so the next partition, whose featurizer is a fresh unpickled copy,
+finds the same model) -> ``featurize_dataframe`` on the pandas partition, batched as in a single
+process -> the partition with ``clasp_<i>`` columns appended, float64, NaN for bad rows.
+
+Nothing here is needed to use Dask: ``ddf.map_partitions(featurizer.featurize_dataframe, ...)``
+works too, but then a worker may reload the weights for every partition.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matminer_clasp.featurizers import ClaspFeaturizer, _ClaspEmbedding
+
+__all__ = ["embed_dask_dataframe", "featurize_partition", "output_meta"]
+
+#: Models this worker process has used, newest last (strong references, at most
+#: :data:`_KEEP_MODELS`), so that unpickled featurizer copies of later partitions share them.
+_MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_KEEP_MODELS = 2
+
+
+def _keep_model(featurizer: _ClaspEmbedding) -> None:
+    key = (type(featurizer).__name__, featurizer._source())
+    _MODELS[key] = featurizer.get_model()
+    _MODELS.move_to_end(key)
+    while len(_MODELS) > _KEEP_MODELS:
+        _MODELS.popitem(last=False)
+
+
+def _error_column(featurizer: _ClaspEmbedding) -> str:
+    # matminer's featurize_dataframe names the error column this way
+    return f"{type(featurizer).__name__} Exceptions"
+
+
+def output_meta(
+    meta: pd.DataFrame, featurizer: _ClaspEmbedding, return_errors: bool = False
+) -> pd.DataFrame:
+    """The empty frame Dask needs as ``meta``: the input columns, then the features (float64).
+
+    Reads only the model's ``config.json`` (for the number of features), never the weights.
+    """
+    labels = featurizer.feature_labels()
+    clash = [c for c in labels if c in meta.columns]
+    if clash:
+        raise ValueError(
+            f"the input already has feature columns {clash[:3]}...; drop them first (matminer "
+            "refuses to overwrite columns)"
+        )
+    extra: dict[str, Any] = {c: pd.Series(dtype="float64") for c in labels}
+    if return_errors:
+        extra[_error_column(featurizer)] = pd.Series(dtype="object")
+    return meta.iloc[:0].assign(**extra)
+
+
+def featurize_partition(
+    partition: pd.DataFrame,
+    featurizer: _ClaspEmbedding,
+    column: str,
+    ignore_errors: bool = True,
+    return_errors: bool = False,
+) -> pd.DataFrame:
+    """Featurize one pandas partition; the model is loaded once per process and kept.
+
+    Parameters
+    ----------
+    partition
+        A pandas DataFrame holding ``column``.
+    featurizer
+        A :class:`~matminer_clasp.ClaspFeaturizer` or
+        :class:`~matminer_clasp.ClaspTextFeaturizer` (model given by name, not as an instance).
+    column
+        The column of structures (or texts).
+    ignore_errors, return_errors
+        As in matminer's ``featurize_dataframe``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``partition`` with the feature columns appended (float64; NaN rows for bad entries).
+    """
+    meta = output_meta(partition, featurizer, return_errors)
+    if len(partition) == 0:
+        return meta
+    _keep_model(featurizer)
+    out = featurizer.featurize_dataframe(
+        partition, column, ignore_errors=ignore_errors, return_errors=return_errors, pbar=False
+    )
+    labels = featurizer.feature_labels()
+    out[labels] = out[labels].astype(np.float64)
+    if return_errors:
+        errors = _error_column(featurizer)
+        out[errors] = out[errors].astype(object)
+    return out
+
+
+def embed_dask_dataframe(
+    ddf: Any,
+    column: str,
+    featurizer: _ClaspEmbedding | None = None,
+    ignore_errors: bool = True,
+    return_errors: bool = False,
+) -> Any:
+    """Lazily append CLaSP embedding columns to a ``dask.dataframe.DataFrame``.
+
+    Each partition is featurized by :func:`featurize_partition` on a worker; the results equal
+    those of ``featurizer.featurize_dataframe`` on the whole (pandas) frame.
+
+    Parameters
+    ----------
+    ddf
+        A Dask DataFrame with a column of pymatgen structures (object dtype) or of texts.
+    column
+        That column's name.
+    featurizer
+        Default: ``ClaspFeaturizer()`` (the bundled model). Give the model by name (folder or
+        Hub id): featurizers never pickle weights, so a ``ClaspModel`` instance is refused.
+    ignore_errors
+        Give bad rows NaN features instead of failing the partition (default ``True``: one bad
+        structure in millions should not stop the job).
+    return_errors
+        Add matminer's ``"<Featurizer> Exceptions"`` column with each bad row's error text.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Lazy; call ``.compute()``, ``.to_parquet(...)`` etc.
+
+    Raises
+    ------
+    ValueError
+        If ``column`` is missing, or a structure column arrived as strings (Dask's default
+        ``dataframe.convert-string`` turns object columns into strings; see ``docs/scaling.md``).
+    TypeError
+        If the featurizer holds a ``ClaspModel`` instance (it cannot travel to workers).
+    """
+    featurizer = ClaspFeaturizer() if featurizer is None else featurizer
+    if column not in ddf.columns:
+        raise ValueError(
+            f"the Dask DataFrame has no column {column!r}; columns: {list(ddf.columns)}"
+        )
+    dtype = ddf.dtypes[column]
+    if isinstance(featurizer, ClaspFeaturizer) and not pd.api.types.is_object_dtype(dtype):
+        raise ValueError(
+            f"column {column!r} has dtype {dtype}, not object: Dask converted the structures to "
+            "strings. Create the Dask DataFrame under "
+            "dask.config.set({'dataframe.convert-string': False}) so that pymatgen Structures stay "
+            "objects"
+        )
+    import pickle
+
+    pickle.dumps(featurizer)  # fail here, not on a worker, for a model instance
+    meta = output_meta(ddf._meta, featurizer, return_errors)
+    return ddf.map_partitions(
+        featurize_partition,
+        featurizer,
+        column,
+        ignore_errors,
+        return_errors,
+        meta=meta,
+    )
