@@ -314,6 +314,8 @@ class EmbeddingIndex:
         """Append structures (embedded with :attr:`model`) or precomputed embeddings.
 
         Existing rows are not re-embedded. Default ids continue after the largest integer id.
+        A memory-mapped index is read into memory by this call; :meth:`save` it again to keep
+        the change.
         """
         emb, structures = split_inputs(items)
         n_new = len(structures) if structures is not None else len(emb)
@@ -343,7 +345,10 @@ class EmbeddingIndex:
         self._faiss_cache.clear()
 
     def remove(self, ids: Sequence[Any]) -> None:
-        """Drop the entries with these ids (unknown ids raise ``KeyError``)."""
+        """Drop the entries with these ids (unknown ids raise ``KeyError``).
+
+        The other rows keep their embeddings; a memory-mapped index is read into memory.
+        """
         ids = list(ids)
         mask = self.metadata["id"].isin(ids).to_numpy()
         missing = set(ids) - set(self.metadata["id"][mask])
