@@ -55,8 +55,15 @@ class ConvLayer(nn.Module):
             ``(n_atoms, M, nbr_fea_len)`` expanded edge features.
         """
         n, m = nbr_idx.shape
-        z = torch.cat([h.unsqueeze(1).expand(n, m, -1), h[nbr_idx], nbr_fea], dim=2)
-        gated = self.bn1(self.fc_full(z).view(n * m, -1)).view(n, m, -1)
+        # fc_full(cat[h_i, h_j, e_ij]) split by input block: the atom terms are computed once per
+        # atom instead of once per edge, and the (n, m, 2A + F) concatenation is never built.
+        a = self.atom_fea_len
+        weight, bias = self.fc_full.weight, self.fc_full.bias
+        centre = nn.functional.linear(h, weight[:, :a], bias)  # (n, 2A)
+        neighbour = nn.functional.linear(h, weight[:, a : 2 * a])  # (n, 2A)
+        edge = nn.functional.linear(nbr_fea, weight[:, 2 * a :])  # (n, m, 2A)
+        z = edge + neighbour[nbr_idx] + centre.unsqueeze(1)
+        gated = self.bn1(z.view(n * m, -1)).view(n, m, -1)
         filt, core = gated.chunk(2, dim=2)
         summed = (torch.sigmoid(filt) * nn.functional.softplus(core)).sum(dim=1)
         return nn.functional.softplus(h + self.bn2(summed))
