@@ -1,0 +1,297 @@
+"""Training loop: loss goes down, outputs, resume equivalence, text cache, 2-process gloo run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import BertTokenizerFast
+
+from matminer_clasp.model import ClaspModel
+from matminer_clasp.train.config import TrainConfig
+from matminer_clasp.train.data import PairData
+from matminer_clasp.train.trainer import collate_pairs, epoch_order, fit, lr_factor
+from tests.conftest import _structures, make_tiny_bert, make_tiny_model, make_tokenizer
+
+CAPTIONS = ["ferroelectric perovskite", "garnet mineral", "spinel oxide", "high pressure"]
+
+
+def make_pairs(model: ClaspModel, n: int = 24, seed: int = 0) -> PairData:
+    """Perturbed (some supercelled) conftest structures; 4 distinct captions, many duplicates."""
+    rng = np.random.default_rng(seed)
+    base = [s for name, s in _structures().items() if name != "disordered"]
+    structures, captions = [], []
+    for i in range(n):
+        s = base[i % len(base)].copy()
+        if i % 5 == 4:
+            s.make_supercell([1, 1, 2])
+        s.perturb(0.05 + 0.1 * rng.random())
+        structures.append(s)
+        captions.append(CAPTIONS[(i // len(base) + i) % len(CAPTIONS)])
+    graphs = model.build_graphs(structures)
+    ids = [f"syn-{i}" for i in range(n)]
+    meta = pd.DataFrame({"id": ids, "title": captions, "caption": captions})
+    return PairData(ids=ids, graphs=graphs, captions=captions, meta=meta, skipped={})
+
+
+def tiny_model_with_vocab(tmp: Path, seed: int = 0) -> ClaspModel:
+    """conftest's tiny model with a tokenizer that really uses the tiny vocabulary.
+
+    (``BertTokenizerFast(vocab_file=...)`` in conftest ignores the file under transformers 5,
+    so every word becomes [UNK] and all captions get the same features; ``from_pretrained`` on
+    the folder reads ``vocab.txt``.) Mean pooling: the random 1-layer BERT's [CLS]/pooler output
+    hardly depends on the other tokens, which would leave the text BatchNorm with ~0 variance.
+    """
+    model = make_tiny_model(tmp, seed=seed, text_pooling="mean")
+    model.tokenizer = BertTokenizerFast.from_pretrained(str(tmp / "vocab"), do_lower_case=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("tiny-train")
+    folder = tmp / "model"
+    tiny_model_with_vocab(tmp).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_model_dir) -> PairData:
+    model = ClaspModel.from_pretrained(tiny_model_dir)
+    tokens = model.tokenize(CAPTIONS)
+    with torch.no_grad():
+        feats = model.text_tower.pooled_features(tokens["input_ids"], tokens["attention_mask"])
+    assert torch.cdist(feats, feats).topk(2, largest=False).values[:, 1].min() > 0.1
+    return make_pairs(model)
+
+
+def base_config(out: Path, init_from: Path, **overrides) -> dict:
+    cfg = {
+        "data": {"source": "table", "path": "unused.csv", "fractions": [0.75, 0.25, 0.0]},
+        "init_from": str(init_from), "output_dir": str(out), "batch_size": 4,
+        "lr": 1e-3, "schedule": "constant", "epochs": 2, "log_every": 1, "seed": 3,
+        "device": "cpu", "eval_every": 0,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def record():
+    rows: list[dict] = []
+    return rows, lambda row: rows.append(row) if row["split"] == "train" else None
+
+
+def test_helpers():
+    order0 = epoch_order(np.arange(10), 1, 0)
+    assert sorted(order0) == list(range(10))
+    assert (epoch_order(np.arange(10), 1, 0) == order0).all()
+    assert not (epoch_order(np.arange(10), 1, 1) == order0).all()
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(99, 100, 10, "cosine") < 0.01
+    assert lr_factor(55, 100, 10, "linear") == pytest.approx(0.5)
+    assert lr_factor(55, 100, 0, "constant") == 1.0
+
+
+def test_collate(pairs):
+    batch, ids = collate_pairs([(pairs.graphs[0], 3), (pairs.graphs[1], 0)])
+    assert batch.num_graphs == 2 and ids.tolist() == [3, 0]
+
+
+def test_loss_decreases_and_outputs(tmp_path, tiny_model_dir, pairs):
+    rows, cb = record()
+    cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=24, eval_every=6,
+                      early_stopping_metric="val_recall@1")
+    out = fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[cb])
+    losses = [r["loss"] for r in rows]
+    assert len(losses) == 24
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05
+    for name in ("config.json", "model.safetensors", "train_config.json", "metrics.csv",
+                 "data_fingerprint", "best/config.json", "text_features.safetensors"):
+        assert (out / name).exists(), name
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["split"]) == {"train", "val"}
+    assert (metrics.loc[metrics.split == "train", "samples_per_s"] > 0).all()
+    assert TrainConfig.from_file(out / "train_config.json").max_steps == 24
+    model = ClaspModel.from_pretrained(out)
+    assert model.encode_texts(["garnet"]).shape == (1, 32)
+
+
+def _splits(pairs):
+    n = len(pairs.ids)
+    return {"train": np.arange(0, 18), "val": np.arange(18, n), "test": np.arange(0)}
+
+
+def test_resume_matches_uninterrupted(tmp_path, tiny_model_dir, pairs):
+    common = dict(max_steps=8, grad_accum_steps=2, schedule="cosine", warmup_steps=2,
+                  loss="infonce", checkpoint_every=3, precision="fp32")
+    full_rows, cb = record()
+    fit(base_config(tmp_path / "full", tiny_model_dir, **common), pairs=pairs,
+        splits=_splits(pairs), callbacks=[cb])
+    assert len(full_rows) == 8
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill(row):
+        if row["step"] == 5:
+            raise Killed
+
+    cfg = base_config(tmp_path / "cut", tiny_model_dir, **common)
+    with pytest.raises(Killed):
+        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill])
+    assert (tmp_path / "cut" / "checkpoint-3" / "trainer_state.safetensors").is_file()
+    resumed_rows, cb = record()
+    fit({**cfg, "resume": True}, pairs=pairs, splits=_splits(pairs), callbacks=[cb])
+    assert [r["step"] for r in resumed_rows] == [4, 5, 6, 7, 8]
+    for got, want in zip(resumed_rows, full_rows[3:]):
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-6)
+        assert got["lr"] == pytest.approx(want["lr"], rel=1e-12)
+    steps = pd.read_csv(tmp_path / "cut" / "metrics.csv")["step"].tolist()
+    assert steps == list(range(1, 9))  # rows after the checkpoint were replaced, not duplicated
+
+
+def test_text_features_computed_once(tmp_path, pairs):
+    model = tiny_model_with_vocab(tmp_path)
+    seen = []
+    model.text_tower.bert.register_forward_hook(
+        lambda module, args, kwargs, output: seen.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    cfg = base_config(tmp_path / "run", tmp_path, max_steps=6)
+    cfg["init_from"] = None
+    fit(cfg, pairs=pairs, splits=_splits(pairs), model=model)
+    assert sum(seen) == len(set(pairs.captions)) == len(CAPTIONS)
+    cached = load_file(str(tmp_path / "run" / "text_features.safetensors"))["features"]
+    assert cached.shape == (len(CAPTIONS), 16)
+    assert torch.pdist(cached).min() > 0.1
+
+
+def test_train_from_architecture(tmp_path, pairs):
+    folder = tmp_path / "tiny-bert"
+    make_tiny_bert().save_pretrained(folder)
+    make_tokenizer(folder)
+    model_cfg = {"text_model": str(folder), "embedding_dim": 16, "text_hidden_dim": 16,
+                 "atom_fea_len": 8, "n_conv": 1, "cell": "as_is"}
+    cfg = base_config(tmp_path / "run", folder, max_steps=2, model=model_cfg)
+    cfg["init_from"] = None
+    out = fit(cfg, pairs=pairs, splits=_splits(pairs))
+    assert ClaspModel.from_pretrained(out).config.embedding_dim == 16
+
+
+def test_too_few_pairs(tmp_path, tiny_model_dir, pairs):
+    cfg = base_config(tmp_path / "run", tiny_model_dir, batch_size=64)
+    with pytest.raises(ValueError, match="lower batch_size"):
+        fit(cfg, pairs=pairs, splits=_splits(pairs))
+
+
+def test_config_errors(tmp_path, tiny_model_dir):
+    cfg = base_config(tmp_path, tiny_model_dir)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys.*learning_rte"):
+        TrainConfig.from_dict({**cfg, "learning_rte": 1.0})
+    with pytest.raises(ValueError, match="unknown data keys"):
+        TrainConfig.from_dict({**cfg, "data": {"source": "table", "path": "x", "colour": 1}})
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig.from_dict({**cfg, "model": {}})
+    with pytest.raises(ValueError, match="init_from"):
+        TrainConfig.from_dict({**cfg, "init_from": None, "stage": "finetune"})
+    with pytest.raises(ValueError, match="unknown ClaspConfig keys"):
+        TrainConfig.from_dict({**cfg, "init_from": None, "model": {"layers": 3}})
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("data: {source: table, path: t.csv}\nbatch_size: 8\nlr: 1.0e-4\n")
+    loaded = TrainConfig.from_file(yaml_path)
+    assert loaded.batch_size == 8 and loaded.learning_rate == 1e-4
+    assert loaded.data.fractions == (0.8, 0.1, 0.1)
+    assert TrainConfig.from_dict({"data": {"source": "table", "path": "t"}}).learning_rate == 2e-5
+    json_path = tmp_path / "c.json"
+    json_path.write_text(json.dumps({**cfg, "epochs": 0}))
+    with pytest.raises(ValueError, match=r"c\.json.*epochs"):
+        TrainConfig.from_file(json_path)
+
+
+# ---------------------------------------------------------------------------- two processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grads(model_dir: Path, pairs, rows: np.ndarray, world: int, rank: int) -> dict:
+    """Parameter gradients of one CosFace step on ``rows`` (this rank's share), averaged."""
+    from matminer_clasp.train.distributed import (
+        average_gradients,
+        convert_batchnorm,
+        gather_no_grad,
+        gather_with_grad,
+    )
+    from matminer_clasp.train.losses import CosFaceLoss
+    from matminer_clasp.train.trainer import CaptionIndex, text_features
+
+    model = ClaspModel.from_pretrained(model_dir)
+    index = CaptionIndex(pairs.captions)
+    feats = text_features(model, index.distinct, torch.device("cpu"))
+    convert_batchnorm(model).train()
+    mine = rows[rank * len(rows) // world : (rank + 1) * len(rows) // world]
+    batch, ids = collate_pairs([(pairs.graphs[i], int(index.pair_ids[i])) for i in mine])
+    crystal = gather_with_grad(model.embed_graphs(batch))
+    text = gather_with_grad(model.embed_text_features(feats[ids]))
+    CosFaceLoss()(crystal, text, gather_no_grad(ids)).backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    average_gradients(params)
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _worker(rank: int, world: int, port: int, cfg: dict, pairs, splits, out_file: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo")
+    rows: list[dict] = []
+    fit(cfg, pairs=pairs, splits=splits, callbacks=[lambda r: rows.append(r)])
+    Path(f"{out_file}.{rank}").write_text(json.dumps(rows))
+    grads = _grads(Path(cfg["init_from"]), pairs, splits["train"][:8], world, rank)
+    if rank == 0:
+        torch.save(grads, f"{out_file}.grads")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, tiny_model_dir, pairs):
+    splits = {"train": np.arange(16), "val": np.arange(16, 24), "test": np.arange(0)}
+    common = dict(max_steps=3, checkpoint_every=3, eval_every=3)
+    single_rows, cb = record()
+    fit(base_config(tmp_path / "one", tiny_model_dir, batch_size=8, **common), pairs=pairs,
+        splits=splits, callbacks=[cb])
+    cfg = base_config(tmp_path / "two", tiny_model_dir, batch_size=4, **common)
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), cfg, pairs, splits,
+                                               str(tmp_path / "rows")), nprocs=2, join=True)
+    ranks = [json.loads(Path(f"{tmp_path / 'rows'}.{r}").read_text()) for r in range(2)]
+    train = [[r for r in rows if r["split"] == "train"] for rows in ranks]
+    for got in train:
+        assert [r["step"] for r in got] == [1, 2, 3]
+        # same global batch and BatchNorm statistics: the same first loss
+        assert got[0]["loss"] == pytest.approx(single_rows[0]["loss"], abs=1e-5)
+        # later steps agree less tightly: Adam's first updates are ~lr * sign(grad), so float
+        # noise on gradients that are 0 in exact arithmetic (biases before BatchNorm) shows up
+        for g, want in zip(got[1:], single_rows[1:]):
+            assert g["loss"] == pytest.approx(want["loss"], abs=3e-4)
+    # the averaged gradient equals the single-process gradient of the whole batch
+    two = torch.load(f"{tmp_path / 'rows'}.grads", weights_only=True)
+    one = _grads(tiny_model_dir, pairs, splits["train"][:8], 1, 0)
+    for name, grad in one.items():
+        scale = grad.norm().item()
+        if scale > 1e-4:  # skip gradients that vanish exactly (bias before BatchNorm)
+            assert (two[name] - grad).norm().item() < 1e-3 * scale, name
+    val = [r for r in ranks[0] if r["split"] == "val"]
+    assert val and np.isfinite(val[0]["loss"])
+    # only rank 0 wrote files, and the checkpoint holds both ranks' RNG states
+    assert (tmp_path / "two" / "checkpoint-3" / "trainer_state.json").is_file()
+    meta = json.loads((tmp_path / "two" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert len(meta["rng"]) == 2 and meta["info"]["world_size"] == 2
