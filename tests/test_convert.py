@@ -1,10 +1,11 @@
 """Official Lightning checkpoint -> ClaspModel folder, checked against an independent forward pass.
 
 The synthetic checkpoint uses exactly the official key names (fact sheet section 4) and the
-official crystal-side and MLP shapes; only the frozen BERT is shrunk (2 layers, hidden 64), which
-the converter must discover from the tensor shapes. The reference forward pass below is written
-from the published equations in plain functional torch (float64) over the raw state dict, with its
-own brute-force neighbour search and its own reading of matminer's atom-feature table.
+official crystal-side and MLP shapes; only the frozen BERT is shrunk (2 layers, hidden 128,
+2 heads), which the converter must discover from the tensor shapes. The reference forward pass
+below is written from the published equations in plain functional torch (float64) over the raw
+state dict, with its own brute-force neighbour search and its own reading of matminer's
+atom-feature table.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from matminer_clasp.model import ClaspModel
 from tests.conftest import TINY_VOCAB, _structures, make_tokenizer
 from tests.test_graph import brute_force_neighbours, conventional, reference_features
 
-BERT_HIDDEN, BERT_LAYERS, BERT_FFN, BERT_POS = 64, 2, 96, 40
+BERT_HIDDEN, BERT_LAYERS, BERT_FFN, BERT_POS = 128, 2, 96, 40
 VOCAB = len(TINY_VOCAB) + 3
 DIM, HID, N_CONV = 768, 64, 5
 
 
 # ---------------------------------------------------------------- synthetic official checkpoint
 def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A state dict with the official key names and shapes (small BERT inside)."""
+    """A state dict with the official key names and shapes (small BERT: 2 layers, 2 heads)."""
     g = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
 
@@ -248,7 +249,7 @@ def test_converted_folder_loads_with_official_config(official):
                  "text_head_layers", "radius", "max_num_nbr", "max_length", "normalize_eps"):
         assert getattr(cfg, name) == getattr(default, name), name
     bert = model.text_tower.bert.config
-    assert (bert.hidden_size, bert.num_hidden_layers, bert.num_attention_heads) == (64, 2, 1)
+    assert (bert.hidden_size, bert.num_hidden_layers, bert.num_attention_heads) == (128, 2, 2)
     assert (bert.vocab_size, bert.intermediate_size, bert.max_position_embeddings) == (
         VOCAB, BERT_FFN, BERT_POS)
     assert all(not p.requires_grad for p in model.text_tower.bert.parameters())
