@@ -1,0 +1,178 @@
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from matminer_clasp.train.data import PairData
+from matminer_clasp.train.evaluate import (
+    DEFAULT_KEYWORDS,
+    PAPER_CONCEPTS,
+    add_evaluate_arguments,
+    evaluate_embeddings,
+    evaluate_model,
+    keyword_counts,
+    keyword_labels,
+    ranking_metrics,
+    retrieval_recall,
+    write_report,
+)
+
+
+def test_keyword_matching_rules():
+    titles = [
+        "High-pressure phase of MgSiO3",        # 0 hyphen vs space
+        "Spinels in meteorites",                 # 1 plural
+        "Thermo-electric properties of PbTe",    # 2 hyphen inside a word
+        "FERROMAGNETISM in thin films",          # 3 case, variation
+        "A new garnet",                          # 4
+        "Lithium batteries",                     # 5 -ies plural of a -y keyword
+        "Pressure at high temperature",          # 6 words present but not as the phrase
+    ]
+    kw = {"high pressure": ["high pressure"], "spinel": ["spinels"], "battery": ["battery"],
+          "thermoelectric": ["thermoelectric"], "ferromagnetic": PAPER_CONCEPTS["ferromagnetic"],
+          "magnetic": ["magnetic"]}
+    labels = keyword_labels(titles, kw)
+    assert np.flatnonzero(labels["high pressure"]).tolist() == [0]
+    assert np.flatnonzero(labels["spinel"]).tolist() == [1]
+    assert np.flatnonzero(labels["thermoelectric"]).tolist() == [2]
+    assert np.flatnonzero(labels["ferromagnetic"]).tolist() == [3]
+    assert np.flatnonzero(labels["battery"]).tolist() == [5]
+    assert np.flatnonzero(labels["magnetic"]).tolist() == []  # "ferromagnetism" lacks "magnetic"
+    assert keyword_labels(["Ferromagnetic order"], ["magnetic"])["magnetic"].all()  # substring
+    counts = keyword_counts(titles, ["garnet", "spinel", "zeolite"])
+    assert counts.to_dict() == {"garnet": 1, "spinel": 1, "zeolite": 0}
+    assert set(PAPER_CONCEPTS) <= set(DEFAULT_KEYWORDS)
+    assert "superconductivity" in DEFAULT_KEYWORDS["superconductor"]
+
+
+def test_ranking_metrics_match_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=200), 1)  # many ties
+    labels = rng.random(200) < 0.3
+    auc, ap = ranking_metrics(scores, labels)
+    assert auc[0] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert ap[0] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    # weights = resampling counts: same as evaluating the resampled list
+    idx = rng.integers(0, 200, 200)
+    w = np.bincount(idx, minlength=200)[None, :]
+    auc_w, ap_w = ranking_metrics(scores, labels, w)
+    assert auc_w[0] == pytest.approx(roc_auc_score(labels[idx], scores[idx]), abs=1e-12)
+    assert ap_w[0] == pytest.approx(average_precision_score(labels[idx], scores[idx]), abs=1e-12)
+    nan_auc, nan_ap = ranking_metrics(scores, np.zeros(200, bool))
+    assert np.isnan(nan_auc[0]) and np.isnan(nan_ap[0])
+
+
+def _synthetic(n_titles=30, per_title=3, seed=0):
+    """Embeddings where 'garnet' structures point along axis 0: perfectly separable."""
+    rng = np.random.default_rng(seed)
+    titles, emb = [], []
+    for t in range(n_titles):
+        garnet = t % 3 == 0
+        title = f"Study {t} of a {'garnet' if garnet else 'pyroxene'}"
+        for _ in range(per_title):
+            v = rng.normal(size=8) * 0.1
+            v[0] = 1.0 if garnet else -1.0
+            titles.append(title)
+            emb.append(v)
+    return np.array(emb), titles
+
+
+def test_perfectly_separable_keyword():
+    emb, titles = _synthetic()
+    kw_emb = {"garnet": np.eye(8)[:1], "pyroxene": -np.eye(8)[:1]}
+    kw = {"garnet": ("garnet",), "pyroxene": ("pyroxene",)}
+    report = evaluate_embeddings(emb, titles, kw_emb, kw, bootstrap=200, seed=1)
+    for unit in ("per_structure", "per_title"):
+        row = report[unit]["concepts"]["garnet"]
+        assert row["roc_auc"] == 1.0 and row["ap"] == 1.0
+        assert row["roc_auc_ci95"] == [1.0, 1.0]
+    assert report["per_structure"]["concepts"]["garnet"]["n_positive"] == 30
+    assert report["per_title"]["concepts"]["garnet"]["n_positive"] == 10
+    assert report["n_titles"] == 30
+    assert report["per_structure"]["mean"]["roc_auc"] == 1.0
+
+
+def test_bootstrap_interval_contains_estimate_and_is_seeded():
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(300, 8))
+    titles = [f"t{i} {'spinel' if rng.random() < 0.3 else 'oxide'}" for i in range(300)]
+    labels = np.array(["spinel" in t for t in titles])
+    emb[labels, 0] += 0.8  # informative but noisy
+    kw_emb = {"spinel": np.eye(8)[:1]}
+    a = evaluate_embeddings(emb, titles, kw_emb, {"spinel": ("spinel",)}, bootstrap=300, seed=5)
+    b = evaluate_embeddings(emb, titles, kw_emb, {"spinel": ("spinel",)}, bootstrap=300, seed=5)
+    row = a["per_structure"]["concepts"]["spinel"]
+    assert 0.5 < row["roc_auc"] < 1.0
+    lo, hi = row["roc_auc_ci95"]
+    assert lo < row["roc_auc"] < hi and hi - lo < 0.3
+    lo, hi = row["ap_ci95"]
+    assert lo < row["ap"] < hi
+    assert row == b["per_structure"]["concepts"]["spinel"]
+    assert row["prevalence"] == pytest.approx(labels.mean())
+
+
+def test_recall_with_duplicate_titles():
+    # captions: 0 shared by structures 0,1 ; 1 by structure 2 ; 2 by structure 3
+    captions = np.eye(3, 4)
+    structures = np.array([[0, 0, 0, 1.0], [1, 0, 0, 0.1], [0, 1, 0, 0], [0, 0.9, 0.1, 0]])
+    structures /= np.linalg.norm(structures, axis=1, keepdims=True)
+    owner = np.array([0, 0, 1, 2])
+    out = retrieval_recall(structures, captions, owner, ks=(1, 2))
+    t2s, s2t = out["text_to_structure"], out["structure_to_text"]
+    # caption 0: its structure 1 ranks first (a hit although its structure 0 is far away);
+    # caption 1: structure 2 first; caption 2: only structure 3 has a positive cosine
+    assert t2s["recall@1"] == pytest.approx(1.0)
+    # structure 0 is orthogonal to all captions -> ties, broken in its favour (hit);
+    # structure 3 prefers caption 1 over its own caption 2 -> miss at 1, hit at 2
+    assert s2t["recall@1"] == pytest.approx(3 / 4)
+    assert s2t["recall@2"] == pytest.approx(1.0)
+    assert s2t["random@1"] == pytest.approx(1 / 3)
+    # random text->structure: caption 0 has 2 of 4 structures -> 1/2; others 1/4
+    assert t2s["random@1"] == pytest.approx((0.5 + 0.25 + 0.25) / 3)
+
+
+def test_random_embeddings_near_baselines():
+    rng = np.random.default_rng(0)
+    n = 400
+    emb = rng.normal(size=(n, 16))
+    titles = [f"paper {i // 2} {'zeolite' if (i // 2) % 4 == 0 else 'mica'}" for i in range(n)]
+    owner = np.arange(n) // 2
+    caps = rng.normal(size=(owner.max() + 1, 16))
+    caps /= np.linalg.norm(caps, axis=1, keepdims=True)
+    report = evaluate_embeddings(emb, titles, {"zeolite": rng.normal(size=(1, 16))},
+                                 {"zeolite": ("zeolite",)}, caps, owner, bootstrap=0)
+    row = report["per_structure"]["concepts"]["zeolite"]
+    assert abs(row["roc_auc"] - 0.5) < 0.1 and row["roc_auc_ci95"] is None
+    assert report["retrieval"]["structure_to_text"]["recall@10"] < 0.15
+
+
+def test_evaluate_model_and_reports(tmp_path, tiny_model, structures):
+    graphs = tiny_model.build_graphs([structures[k] for k in ("rocksalt", "diamond", "hexagonal",
+                                                              "triclinic")] * 2)
+    titles = ["Garnet A", "Spinel B", "garnet C", "Perovskite D"] * 2
+    meta = pd.DataFrame({"id": [str(i) for i in range(8)], "title": titles})
+    pairs = PairData(ids=list(meta.id), graphs=graphs, captions=[t.lower() for t in titles],
+                     meta=meta, skipped={})
+    report = evaluate_model(tiny_model, pairs, np.arange(8), keywords=["garnet", "spinel"],
+                            bootstrap=20, seed=0)
+    assert report["per_structure"]["concepts"]["garnet"]["n_positive"] == 4
+    assert report["per_title"]["concepts"]["garnet"]["n_positive"] == 2
+    assert report["retrieval"]["structure_to_text"]["n_candidates"] == 4
+    assert report["label_source"] == "title"
+    json_path, md_path = write_report(report, tmp_path / "rep")
+    loaded = json.loads(json_path.read_text())
+    assert loaded["n_structures"] == 8
+    text = md_path.read_text()
+    assert "| garnet | 4 |" in text and "Random ROC-AUC is 0.5" in text
+    with pytest.raises(ValueError, match="no structures"):
+        evaluate_model(tiny_model, pairs, [], bootstrap=0)
+
+
+def test_cli_arguments():
+    parser = add_evaluate_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["model-dir", "--config", "c.yaml", "--out", "o", "--keywords",
+                              "garnet", "spinel"])
+    assert args.split == "test" and args.bootstrap == 1000 and args.keywords == ["garnet", "spinel"]
