@@ -47,6 +47,12 @@ def test_encode_structures_independent_of_batch_size_and_order(tiny_model, struc
     )
 
 
+def test_single_structure_is_one_row(tiny_model, struct_list):
+    one = tiny_model.encode_structures(struct_list[3])
+    np.testing.assert_allclose(one, tiny_model.encode_structures(struct_list[3:4]), atol=1e-6)
+    assert one.shape == (1, tiny_model.config.embedding_dim)
+
+
 def test_encode_structures_empty_input(tiny_model):
     out = tiny_model.encode_structures([])
     assert out.shape == (0, tiny_model.config.embedding_dim) and out.dtype == np.float32

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pymatgen.core import IStructure
 from torch import nn
 from torch_geometric.data import Batch, Data
 from tqdm.auto import tqdm
@@ -162,7 +163,8 @@ class ClaspModel(nn.Module):
         ----------
         structures
             pymatgen ``Structure`` objects (any iterable; consumed in chunks of ``batch_size``, so
-            a generator over a large corpus keeps memory bounded).
+            a generator over a large corpus keeps memory bounded). A single ``Structure`` gives a
+            ``(1, dim)`` array.
         batch_size
             Structures per forward pass. Results do not depend on it (eval mode).
         show_progress_bar
@@ -182,6 +184,8 @@ class ClaspModel(nn.Module):
         InvalidStructureError
             For the first structure that cannot become a graph, naming its index.
         """
+        if isinstance(structures, IStructure):  # one structure, not an iterable of its sites
+            structures = [structures]
         items = structures if isinstance(structures, Sequence) else list(structures)
         bar = tqdm(
             total=len(items),
