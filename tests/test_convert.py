@@ -405,3 +405,13 @@ def test_tokenizer_must_be_available_offline(official, tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         convert_official_checkpoint(official["ckpt"], tmp_path / "o",
                                     tokenizer=tmp_path / "no_such_tokenizer")
+
+
+def test_tokenizer_larger_than_checkpoint_vocabulary_is_refused(official, tmp_path):
+    from transformers import BertTokenizerFast
+
+    vocab = tmp_path / "big_vocab.txt"
+    vocab.write_text("\n".join(TINY_VOCAB + [f"tok{i}" for i in range(20)]) + "\n")
+    big = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    with pytest.raises(CheckpointConversionError, match=rf"{len(big)} tokens.*{VOCAB}"):
+        convert_official_checkpoint(official["ckpt"], tmp_path / "o", tokenizer=big)
