@@ -16,6 +16,8 @@ when ``~/.larch/amcsd_cif2.db`` exists). Three quirks shape this module:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 #: Elements a mineral formula lists that X-ray structures routinely leave out (unlocated H).
 OPTIONAL_ELEMENTS = frozenset({"H", "D"})
+_ENTRY_VERSION = 1
 
 
 def _amcsd_path(db_path: str | os.PathLike[str] | None) -> str | None:
@@ -46,7 +49,8 @@ def _amcsd_path(db_path: str | os.PathLike[str] | None) -> str | None:
 
 def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
                        max_items: int | None = None,
-                       ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+                       ids: Iterable[int] | None = None,
+                       cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Read AMCSD entries (CIF text and metadata) in this process, in id order.
 
     Parameters
@@ -58,6 +62,10 @@ def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
         Keep the first ``max_items`` entries (by AMCSD id).
     ids
         Read only these AMCSD ids (in this order); unknown ids are skipped.
+    cache_dir
+        When given and the whole database is read (no ``max_items``/``ids``), the entries are
+        kept in ``<cache_dir>/amcsd/<key>.json`` (key: database path, size and mtime), so later
+        runs skip larixite (reading every entry through it takes 10-20 s).
 
     Returns
     -------
@@ -66,6 +74,43 @@ def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
         ``mineral``, ``journal``, ``year``, ``compound``. Entries larixite cannot read are logged
         and returned with ``cif=None`` and an ``error``.
     """
+    cache_file = None
+    if cache_dir is not None and max_items is None and ids is None:
+        cache_file = _entries_cache_file(db_path, Path(cache_dir))
+        if cache_file is not None and cache_file.is_file():
+            try:
+                return json.loads(cache_file.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                logger.warning("ignoring unreadable AMCSD cache %s (%s)", cache_file, exc)
+    entries = _read_with_larixite(db_path, max_items, ids)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(entries))
+        os.replace(tmp, cache_file)
+    return entries
+
+
+def _entries_cache_file(db_path: str | os.PathLike[str] | None, cache_dir: Path) -> Path | None:
+    path = _amcsd_path(db_path)
+    if path is None:
+        try:
+            import larixite.amcsd as module
+        except ImportError:
+            return None
+        path = str(Path(module.__file__).parent / module.AMCSD_TRIM)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    key = hashlib.sha256(
+        f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{_ENTRY_VERSION}".encode()
+    ).hexdigest()[:24]
+    return cache_dir / "amcsd" / f"entries-{key}.json"
+
+
+def _read_with_larixite(db_path: str | os.PathLike[str] | None, max_items: int | None,
+                        ids: Iterable[int] | None) -> list[dict[str, Any]]:
     try:
         from larixite.amcsd import AMCSD
     except ImportError as exc:

@@ -219,7 +219,7 @@ def _read_entries(config: DataConfig, frame: pd.DataFrame | None = None) -> list
     """
     n = config.max_items
     if config.source == "amcsd":
-        entries = read_amcsd_entries(config.path, n)
+        entries = read_amcsd_entries(config.path, n, cache_dir=config.resolved_cache_dir())
         for e in entries:
             e.update(kind="cif", payload=e.pop("cif"), source="amcsd", check_formula=True)
         return entries

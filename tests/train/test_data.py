@@ -279,7 +279,8 @@ def test_amcsd_label_repair_and_placeholders(tmp_path):
 def test_amcsd_placeholders_dropped(tmp_path, monkeypatch):
     # read three known entries (one Wyckoff handbook entry) instead of the first N
     monkeypatch.setattr(data_mod, "read_amcsd_entries",
-                        lambda path, n: read_amcsd_entries(path, n, ids=[11134, 9319, 5]))
+                        lambda path, n, cache_dir: read_amcsd_entries(path, n,
+                                                                      ids=[11134, 9319, 5]))
     cfg = DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path))
     pairs = load_pairs(cfg, MODEL, show_progress_bar=False)
     assert pairs.ids == ["amcsd-9319", "amcsd-5"]
