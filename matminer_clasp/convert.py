@@ -23,6 +23,7 @@ import os
 import pathlib
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -175,8 +176,10 @@ def _load_tokenizer(
         and (folder / "vocab.txt").is_file()
         and not any((folder / n).is_file() for n in ("tokenizer_config.json", "config.json"))
     ):
-        # a bare WordPiece vocabulary (as in the SciBERT release): lower-casing BERT tokenizer
-        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+        # a bare WordPiece vocabulary (as in the SciBERT release): lower-casing BERT tokenizer.
+        # (Not BertTokenizerFast(vocab_file=...): transformers 5 ignores that argument and builds
+        # a tokenizer that maps every word to [UNK].)
+        return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # transformers/huggingface_hub raise many exception types here
@@ -234,6 +237,12 @@ def convert_official_checkpoint(
         raise CheckpointConversionError(
             f"the tokenizer has {len(tok)} tokens but the checkpoint's BERT vocabulary only "
             f"{bert.config.vocab_size}: wrong tokenizer for this checkpoint"
+        )
+    if len(tok) != bert.config.vocab_size:
+        warnings.warn(
+            f"the tokenizer has {len(tok)} tokens, the checkpoint's BERT vocabulary "
+            f"{bert.config.vocab_size} (SciBERT uncased: 31090): is it the right tokenizer?",
+            stacklevel=2,
         )
     config = ClaspConfig(text_model=text_model, text_pooling="pooler", cell="conventional")
     model = ClaspModel(config, text_encoder=bert, tokenizer=tok)

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pymatgen.core import Lattice, Structure
+from transformers import BertTokenizerFast
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.convert import convert_official_checkpoint
@@ -27,7 +28,7 @@ from tests.conftest import TINY_VOCAB, _structures, make_tokenizer
 from tests.test_graph import brute_force_neighbours, conventional, reference_features
 
 BERT_HIDDEN, BERT_LAYERS, BERT_FFN, BERT_POS = 128, 2, 96, 40
-VOCAB = len(TINY_VOCAB) + 3
+VOCAB = len(TINY_VOCAB)
 DIM, HID, N_CONV = 768, 64, 5
 
 
@@ -130,9 +131,11 @@ def official(tmp_path_factory):
     reference_crystal(sd, list(_structures().values()), calibrate=True)
     ckpt = tmp / "model_finetuned_s30_m05.ckpt"
     save_lightning(sd, ckpt)
-    tokenizer = make_tokenizer(tmp / "vocab")
+    make_tokenizer(tmp / "vocab")  # writes vocab.txt only, like the SciBERT release
+    tokenizer = BertTokenizerFast.from_pretrained(str(tmp / "vocab"), do_lower_case=True)
+    assert len(tokenizer) == VOCAB
     out = convert_official_checkpoint(ckpt, tmp / "converted", text_model="tiny-scibert",
-                                      tokenizer=tokenizer)
+                                      tokenizer=tmp / "vocab")
     return {"sd": sd, "ckpt": ckpt, "out": out, "tokenizer": tokenizer, "tmp": tmp}
 
 
@@ -297,6 +300,12 @@ def test_text_embeddings_match_reference(official):
     texts = ["ferroelectric perovskite oxide", "garnet", "high pressure structure of spinel"]
     got = model.encode_texts(texts, batch_size=2)
     tok = official["tokenizer"]
+    # the converted folder's tokenizer reads the vocabulary (no [UNK] for known words)
+    ids = model.tokenizer("Ferroelectric garnet")["input_ids"]
+    assert model.tokenizer.convert_ids_to_tokens(ids) == [
+        "[CLS]", "ferro", "##electric", "garnet", "[SEP]"]
+    assert ids == tok("Ferroelectric garnet")["input_ids"]
+    assert np.abs(got[0] - got[1]).max() > 1e-2
     for row, text in zip(got, texts):
         want = reference_text(official["sd"], tok(text)["input_ids"])
         np.testing.assert_allclose(row, want, atol=1e-5, err_msg=text)
@@ -408,10 +417,14 @@ def test_tokenizer_must_be_available_offline(official, tmp_path):
 
 
 def test_tokenizer_larger_than_checkpoint_vocabulary_is_refused(official, tmp_path):
-    from transformers import BertTokenizerFast
-
-    vocab = tmp_path / "big_vocab.txt"
+    vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(TINY_VOCAB + [f"tok{i}" for i in range(20)]) + "\n")
-    big = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    big = BertTokenizerFast.from_pretrained(str(tmp_path), do_lower_case=True)
     with pytest.raises(CheckpointConversionError, match=rf"{len(big)} tokens.*{VOCAB}"):
         convert_official_checkpoint(official["ckpt"], tmp_path / "o", tokenizer=big)
+
+
+def test_tokenizer_smaller_than_vocabulary_warns(official, tmp_path):
+    (tmp_path / "vocab.txt").write_text("\n".join(TINY_VOCAB[:-4]) + "\n")
+    with pytest.warns(UserWarning, match="right tokenizer"):
+        convert_official_checkpoint(official["ckpt"], tmp_path / "o", tokenizer=tmp_path)
