@@ -109,6 +109,13 @@ def test_encode_texts_shape_dtype_norm(tiny_model):
     assert tiny_model.encode_texts([]).shape == (0, tiny_model.config.embedding_dim)
 
 
+def test_tokenizer_reads_the_vocabulary_and_texts_differ(tiny_model):
+    tokens = tiny_model.tokenizer.tokenize("Ferroelectric garnet")
+    assert tokens == ["ferro", "##electric", "garnet"]
+    emb = tiny_model.encode_texts(["garnet", "spinel"])
+    assert np.abs(emb[0] - emb[1]).max() > 1e-3
+
+
 def test_encode_texts_independent_of_batch_size_and_order(tiny_model):
     ref = tiny_model.encode_texts(TEXTS, batch_size=64)
     one_by_one = np.concatenate([tiny_model.encode_texts([t]) for t in TEXTS])
