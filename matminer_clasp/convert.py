@@ -244,7 +244,11 @@ def convert_official_checkpoint(
             f"{bert.config.vocab_size} (SciBERT uncased: 31090): is it the right tokenizer?",
             stacklevel=2,
         )
-    config = ClaspConfig(text_model=text_model, text_pooling="pooler", cell="conventional")
+    # official: 64 tokens (fact sheet section 3); never more than the encoder has positions for
+    max_length = min(ClaspConfig().max_length, bert.config.max_position_embeddings)
+    config = ClaspConfig(
+        text_model=text_model, text_pooling="pooler", cell="conventional", max_length=max_length
+    )
     model = ClaspModel(config, text_encoder=bert, tokenizer=tok)
     expected = model.state_dict()
     pairs = official_prefix_map(config)

@@ -249,7 +249,7 @@ def test_converted_folder_loads_with_official_config(official):
     assert cfg.text_weights == "checkpoint"
     default = ClaspConfig()
     for name in ("atom_fea_len", "n_conv", "nbr_fea_len", "embedding_dim", "crystal_head_layers",
-                 "text_head_layers", "radius", "max_num_nbr", "max_length", "normalize_eps"):
+                 "text_head_layers", "radius", "max_num_nbr", "normalize_eps"):
         assert getattr(cfg, name) == getattr(default, name), name
     bert = model.text_tower.bert.config
     assert (bert.hidden_size, bert.num_hidden_layers, bert.num_attention_heads) == (128, 2, 2)
@@ -306,6 +306,10 @@ def test_text_embeddings_match_reference(official):
         "[CLS]", "ferro", "##electric", "garnet", "[SEP]"]
     assert ids == tok("Ferroelectric garnet")["input_ids"]
     assert np.abs(got[0] - got[1]).max() > 1e-2
+    # a text longer than the (shrunk) encoder's 40 positions is truncated, not a crash
+    assert model.config.max_length == BERT_POS
+    long = model.encode_texts([" ".join(["garnet"] * 100)])
+    assert np.isfinite(long).all()
     for row, text in zip(got, texts):
         want = reference_text(official["sd"], tok(text)["input_ids"])
         np.testing.assert_allclose(row, want, atol=1e-5, err_msg=text)
