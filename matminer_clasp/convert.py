@@ -19,6 +19,7 @@ The file is read with ``torch.load(..., weights_only=True)`` (no arbitrary unpic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import pickle
@@ -97,7 +98,8 @@ def _read_state_dict(ckpt_path: Path) -> dict[str, torch.Tensor]:
     if not ckpt_path.is_file():
         raise CheckpointConversionError(f"checkpoint {ckpt_path} does not exist or is not a file")
     try:
-        with torch.serialization.safe_globals(_SAFE_TYPES):
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+        with allow(_SAFE_TYPES) if allow is not None else contextlib.nullcontext():
             obj = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointConversionError(
