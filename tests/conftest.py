@@ -36,7 +36,10 @@ def make_tokenizer(folder: Path) -> BertTokenizerFast:
     folder.mkdir(parents=True, exist_ok=True)
     vocab = folder / "vocab.txt"
     vocab.write_text("\n".join(TINY_VOCAB) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # transformers 5 ignores ``vocab_file`` in the fast constructor; from_pretrained reads vocab.txt
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
+    assert len(tokenizer) == len(TINY_VOCAB), "tiny tokenizer lost its vocabulary"
+    return tokenizer
 
 
 def make_tiny_bert(seed: int = 0) -> BertModel:
@@ -60,6 +63,8 @@ def tiny_config(**overrides) -> ClaspConfig:
         atom_fea_len=8,
         n_conv=2,
         cell="as_is",
+        # a random 1-layer BERT's pooler output barely depends on the words; mean pooling does
+        text_pooling="mean",
     )
     base.update(overrides)
     return ClaspConfig(**base)
