@@ -217,3 +217,17 @@ def test_forward_pairs_are_normalised(tiny_model, struct_list):
     np.testing.assert_allclose(c.numpy(), tiny_model.encode_structures(struct_list[:3]),
                                atol=1e-5)
     np.testing.assert_allclose(t.numpy(), tiny_model.encode_texts(TEXTS[:3]), atol=1e-5)
+
+
+def test_encode_structures_streams_a_generator(tiny_model, structures):
+    items = list(structures.values()) * 3
+    consumed = []
+
+    def gen():
+        for i, s in enumerate(items):
+            consumed.append(i)
+            yield s
+
+    out = tiny_model.encode_structures(gen(), batch_size=4, show_progress_bar=False)
+    np.testing.assert_allclose(out, tiny_model.encode_structures(items), atol=1e-6)
+    assert consumed == list(range(len(items)))

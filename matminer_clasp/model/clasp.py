@@ -8,8 +8,9 @@ Follow a text: :meth:`ClaspModel.encode_texts` -> tokenizer -> :class:`TextTower
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -109,16 +110,16 @@ class ClaspModel(nn.Module):
 
     # ------------------------------------------------------------------ structures
     def build_graphs(
-        self, structures: Iterable[Any], ignore_errors: bool = False
+        self, structures: Iterable[Any], ignore_errors: bool = False, start: int = 0
     ) -> list[Data | InvalidStructureError]:
         """Build one graph per structure.
 
         With ``ignore_errors=True`` a structure that cannot be converted yields its
         :class:`InvalidStructureError` in place of a graph; otherwise the first one is raised,
-        naming its position in the input.
+        naming its position in the input (counted from ``start``, for inputs seen in chunks).
         """
         graphs: list[Data | InvalidStructureError] = []
-        for i, structure in enumerate(structures):
+        for i, structure in enumerate(structures, start=start):
             try:
                 graphs.append(self.graph_builder(structure))
             except InvalidStructureError as exc:
@@ -186,26 +187,22 @@ class ClaspModel(nn.Module):
         """
         if isinstance(structures, IStructure):  # one structure, not an iterable of its sites
             structures = [structures]
-        items = structures if isinstance(structures, Sequence) else list(structures)
+        total = len(structures) if isinstance(structures, Sized) else None
         bar = tqdm(
-            total=len(items),
+            total=total,
             desc="Embedding structures",
             unit="structure",
-            disable=not _want_bar(show_progress_bar, len(items), batch_size),
+            disable=not _want_bar(show_progress_bar, total, batch_size),
         )
         chunks = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            try:
-                graphs = self.build_graphs(chunk)
-            except InvalidStructureError as exc:
-                bar.close()
-                raise InvalidStructureError(_shift_index(str(exc), start)) from exc.__cause__
-            chunks.append(
-                self.encode_graphs(graphs, len(graphs), device, normalize_embeddings)
-            )
-            bar.update(len(chunk))
-        bar.close()
+        iterator = iter(structures)
+        start = 0
+        with bar:
+            while chunk := list(itertools.islice(iterator, batch_size)):
+                graphs = self.build_graphs(chunk, start=start)
+                chunks.append(self.encode_graphs(graphs, len(graphs), device, normalize_embeddings))
+                start += len(chunk)
+                bar.update(len(chunk))
         if not chunks:
             return np.empty((0, self.config.embedding_dim), dtype=np.float32)
         return np.concatenate(chunks)
@@ -326,13 +323,7 @@ def _build_text_encoder(config: ClaspConfig) -> PreTrainedModel:
     return AutoModel.from_pretrained(resolve_text_model(config.text_model))
 
 
-def _want_bar(flag: bool | None, n: int, batch_size: int) -> bool:
-    return flag if flag is not None else n > 4 * batch_size
-
-
-def _shift_index(message: str, offset: int) -> str:
-    """Rewrite ``'structure i: ...'`` of a chunk into the index of the whole input."""
-    head, _, rest = message.partition(": ")
-    if offset and head.startswith("structure ") and head[10:].isdigit():
-        return f"structure {int(head[10:]) + offset}: {rest}"
-    return message
+def _want_bar(flag: bool | None, n: int | None, batch_size: int) -> bool:
+    if flag is not None:
+        return flag
+    return n is None or n > 4 * batch_size
