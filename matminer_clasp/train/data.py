@@ -565,6 +565,37 @@ def _save_cache(folder: Path, ids: list[str], graphs: list[Data], notes: dict[st
 
 # ----------------------------------------------------------------------------- pairs
 
+def _graphs_for(usable: list[dict[str, Any]], model_config: ClaspConfig,
+                data_config: DataConfig, root: Path, skipped: dict[str, str],
+                show_progress_bar: bool) -> tuple[list[str], list[Data], dict[str, str]]:
+    """Load the entries' graphs from the cache, or build them in parallel and cache them."""
+    folder = root / "graphs" / graph_cache_key(model_config, usable)
+    cached = _load_cache(folder)
+    if cached is not None:
+        logger.info("loaded %d graphs from cache %s", len(cached["graphs"]), folder)
+        skipped.update(cached["skipped"])
+        return cached["ids"], cached["graphs"], cached["notes"]
+    items = [(e["kind"], e["payload"], e.get("formula") if e.get("check_formula") else None)
+             for e in usable]
+    results = _run_tasks(items, model_config, data_config.n_jobs, "crystal graphs",
+                         show_progress_bar)
+    ids, graphs, notes, bad = [], [], {}, {}
+    for e, (ok, value, note) in zip(usable, results):
+        if ok:
+            arrays, n_nodes = value
+            ids.append(e["id"])
+            graphs.append(Data(**{k: torch.from_numpy(v) for k, v in arrays.items()},
+                               num_nodes=n_nodes))
+            if note:
+                notes[e["id"]] = note
+        else:
+            bad[e["id"]] = value
+    skipped.update(bad)
+    _save_cache(folder, ids, graphs, notes, bad, model_config)
+    logger.info("built %d graphs (%d failed) into %s", len(graphs), len(bad), folder)
+    return ids, graphs, notes
+
+
 def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress_bar: bool = True,
                *, frame: pd.DataFrame | None = None) -> PairData:
     """Build (or load from the graph cache) the training pairs of a source.
@@ -587,49 +618,27 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
     """
     entries = _read_entries(data_config, frame)
     skipped: dict[str, str] = {}
-    usable = []
-    fields_by_id: dict[str, dict[str, Any]] = {}
-    for e in _usable(entries, skipped):
-        fields = _entry_fields(e)
-        if data_config.drop_placeholder_titles and fields["placeholder"]:
-            skipped[e["id"]] = f"placeholder title (handbook entry): {fields['title'][:80]!r}"
-            continue
-        if not fields["title"]:
-            skipped[e["id"]] = "no title/caption"
-            continue
-        fields_by_id[e["id"]] = fields
-        usable.append(e)
+    # graphs are built (and cached) for every readable entry, so that caption choices
+    # (placeholders kept or dropped, titles or keywords) reuse the same cache
+    usable = _usable(entries, skipped)
     root = data_config.resolved_cache_dir()
-    key = graph_cache_key(model_config, usable)
-    folder = root / "graphs" / key
-    cached = _load_cache(folder)
-    if cached is not None:
-        logger.info("loaded %d graphs from cache %s", len(cached["graphs"]), folder)
-        ids, graphs, notes = cached["ids"], cached["graphs"], cached["notes"]
-        skipped.update(cached["skipped"])
-    else:
-        items = [(e["kind"], e["payload"], e.get("formula") if e.get("check_formula") else None)
-                 for e in usable]
-        results = _run_tasks(items, model_config, data_config.n_jobs, "crystal graphs",
-                             show_progress_bar)
-        ids, graphs, notes, bad = [], [], {}, {}
-        for e, (ok, value, note) in zip(usable, results):
-            if ok:
-                arrays, n_nodes = value
-                ids.append(e["id"])
-                graphs.append(Data(**{k: torch.from_numpy(v) for k, v in arrays.items()},
-                                   num_nodes=n_nodes))
-                if note:
-                    notes[e["id"]] = note
-            else:
-                bad[e["id"]] = value
-        skipped.update(bad)
-        _save_cache(folder, ids, graphs, notes, bad, model_config)
-        logger.info("built %d graphs (%d failed) into %s", len(graphs), len(bad), folder)
+    ids, graphs, notes = _graphs_for(usable, model_config, data_config, root, skipped,
+                                     show_progress_bar)
     by_id = {e["id"]: e for e in usable}
+    fields_by_id = {i: _entry_fields(by_id[i]) for i in ids}
+    kept = []
+    for j, i in enumerate(ids):
+        fields = fields_by_id[i]
+        if data_config.drop_placeholder_titles and fields["placeholder"]:
+            skipped[i] = f"placeholder title (handbook entry): {fields['title'][:80]!r}"
+        elif not fields["title"]:
+            skipped[i] = "no title/caption"
+        else:
+            kept.append(j)
+    ids, graphs = [ids[j] for j in kept], [graphs[j] for j in kept]
     titles = [_caption(by_id[i], fields_by_id[i]) for i in ids]
     if data_config.captions == "title":
-        captions = [_caption(by_id[i], fields_by_id[i]) for i in ids]
+        captions = titles
     else:
         model = data_config.keyword_model
         extractor = get_keyword_extractor(data_config.keyword_extractor,

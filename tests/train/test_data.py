@@ -288,6 +288,12 @@ def test_amcsd_placeholders_dropped(tmp_path, monkeypatch):
     assert "repaired Nh->N" in pairs.meta["composition_note"].iloc[0]
     df = load_records(cfg)  # records keep placeholders, flagged
     assert list(df["placeholder"]) == [True, False, False]
+
+    class Boom:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("graph builder called")
+
+    monkeypatch.setattr(data_mod, "CrystalGraphBuilder", Boom)  # caption choices reuse graphs
     kept = load_pairs(DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path),
                                  drop_placeholder_titles=False), MODEL, show_progress_bar=False)
     assert kept.ids[0] == "amcsd-11134"
