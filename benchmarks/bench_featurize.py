@@ -5,7 +5,9 @@ Run ``python benchmarks/bench_featurize.py [--n 1000] [--n-baseline 200] [--out 
 Every method runs in its own fresh (``spawn``) child process with one torch / BLAS thread: the
 child loads the inputs from a pickle, builds the featurizer (not timed), warms up on 8
 structures, then featurizes its inputs ``--repeats`` times (median reported). Its ``ru_maxrss``
-is the method's peak RSS (imports + model + inputs + featurization), untouched by other methods.
+is the method's peak RSS (imports + model + inputs + featurization), untouched by other methods;
+for CLaSP the peak is read right after the ``featurize_many`` runs (``peak_rss_featurize``),
+before the separate build/encode timing, which holds every graph at once.
 
 Inputs: the first ``--n`` AMCSD structures in load order. CHGNet cannot take disordered
 structures, so the slow baselines use the first ``--n-baseline`` *ordered* structures among
@@ -32,6 +34,7 @@ from _common import (  # noqa: E402
     load_amcsd_structures,
     machine_info,
     median_time,
+    own_peak_rss,
     peak_rss_in_child,
     print_load,
     random_model,
@@ -93,6 +96,8 @@ def run_clasp(path: str, which: str, cell: str, repeats: int, batch_size: int) -
         featurize(structures[:WARMUP])
         total, total_runs = median_time(lambda: featurize(structures), repeats)
         out = np.asarray(featurize(structures[:WARMUP]), dtype=float)
+        # the featurizer's own peak, before the build/encode split below holds all graphs at once
+        rss_featurize = own_peak_rss()
 
         graphs_holder: dict[str, Any] = {}
 
@@ -119,6 +124,7 @@ def run_clasp(path: str, which: str, cell: str, repeats: int, batch_size: int) -
         "build_graphs_runs": build_runs,
         "encode_graphs_runs": encode_runs,
         "graph_share": build_t / (build_t + encode_t),
+        "peak_rss_featurize_bytes": rss_featurize,
     }
 
 
@@ -251,8 +257,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if "graph_share" in res:
                 extra = (f"  build_graphs {res['build_graphs_s']:.2f} s, encode_graphs "
                          f"{res['encode_graphs_s']:.2f} s -> graph share {res['graph_share']:.0%}")
+            shown = res.get("peak_rss_featurize_bytes", rss)
             print(f"{name:30s} n={res['n']:5d} failed={res['n_failed']:3d}  "
-                  f"{res['per_s']:8.1f} structures/s  peak RSS {fmt_bytes(rss)}{extra}  "
+                  f"{res['per_s']:8.1f} structures/s  peak RSS {fmt_bytes(shown)}{extra}  "
                   f"(child wall {time.perf_counter() - t1:.0f} s)", flush=True)
 
     ratios: dict[str, float] = {}
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     targets = {
         "clasp >= 10x chgnet": ratios.get("clasp_as_is / chgnet_crystal_fea@baseline", 0) >= 10,
         "clasp >= 25x ssf": ratios.get("clasp_as_is / ssf_crystalnn_ops@baseline", 0) >= 25,
-        "clasp peak RSS < 1 GiB": results["clasp_as_is"]["peak_rss_bytes"] < GIB,
+        "clasp peak RSS < 1 GiB": results["clasp_as_is"]["peak_rss_featurize_bytes"] < GIB,
     }
     print("targets:", ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
     load_after = print_load("load average after")
