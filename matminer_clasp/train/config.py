@@ -103,6 +103,9 @@ class TrainConfig:
         ``"cuda"``, ``"cpu"``, ...; ``None``: CUDA when available.
     eval_batch_size
         Batch size of validation embedding (``None``: ``batch_size * world_size``).
+    freeze
+        Parameter-name prefixes kept at their initial values, e.g. ``["crystal_tower"]`` for the
+        untrained (random) crystal-tower baseline. BatchNorm running statistics still update.
     """
 
     data: Any = None
@@ -138,6 +141,7 @@ class TrainConfig:
     sync_batchnorm: bool = True
     device: str | None = None
     eval_batch_size: int | None = None
+    freeze: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         data_cls = _data_config_class()

@@ -306,6 +306,9 @@ class _Run:
         if self.info.enabled and cfg.sync_batchnorm:
             convert_batchnorm(model)
         self.loss_fn = make_loss(cfg.loss, **cfg.loss_kwargs).to(self.device)
+        for name, param in model.named_parameters():
+            if any(name.startswith(prefix) for prefix in cfg.freeze):
+                param.requires_grad_(False)
         self.params = [p for p in model.parameters() if p.requires_grad]
         groups = [{"params": self.params, "weight_decay": cfg.weight_decay}]
         loss_params = list(self.loss_fn.parameters())

@@ -124,6 +124,18 @@ def test_loss_decreases_and_outputs(tmp_path, tiny_model_dir, pairs):
     assert model.encode_texts(["garnet"]).shape == (1, 32)
 
 
+def test_freeze_keeps_crystal_tower_at_init(tmp_path, tiny_model_dir, pairs):
+    cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=3, eval_every=0,
+                      freeze=["crystal_tower"])
+    out = fit(cfg, pairs=pairs, splits=_splits(pairs))
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    frozen = [k for k in before if k.startswith("crystal_tower") and "running" not in k
+              and "num_batches" not in k]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["text_tower.head.out.weight"], after["text_tower.head.out.weight"])
+
+
 def _splits(pairs):
     n = len(pairs.ids)
     return {"train": np.arange(0, 18), "val": np.arange(18, n), "test": np.arange(0)}
