@@ -34,7 +34,7 @@ class ClaspConfig:
         baseline) or ``"cgcnn+composition"`` (CGCNN pooled vector concatenated with the
         composition MLP output before the head).
     use_spacegroup
-        Add a learned space-group embedding to the pooled crystal vector (not in the official model).
+        Add a learned space-group embedding to the pooled crystal vector (not official).
     orig_atom_fea_len, atom_fea_len, n_conv, nbr_fea_len
         CGCNN sizes: 92-d input atom features, 64-d hidden, 5 gated convolutions, 41 Gaussians.
     crystal_head_layers
@@ -118,7 +118,7 @@ class ClaspConfig:
 
     @property
     def uses_graph(self) -> bool:
-        """Whether the crystal tower needs a neighbour graph (False for the composition baseline)."""
+        """Whether the crystal tower needs neighbours (False for the composition baseline)."""
         return self.crystal_encoder != "composition"
 
     def to_dict(self) -> dict[str, Any]:

@@ -70,7 +70,9 @@ class CrystalGraphBuilder:
                 "box with Molecule.get_boxed_structure if that is what you mean)"
             )
         if not isinstance(structure, IStructure):
-            raise InvalidStructureError(f"expected a pymatgen Structure, got {_describe(structure)}")
+            raise InvalidStructureError(
+                f"expected a pymatgen Structure, got {_describe(structure)}"
+            )
         n_sites = len(structure)
         if n_sites == 0:
             raise InvalidStructureError("the structure has no sites")

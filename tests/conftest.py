@@ -27,8 +27,26 @@ torch.set_num_threads(1)
 TINY_VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     + list("abcdefghijklmnopqrstuvwxyz0123456789")
-    + ["ferro", "##electric", "electric", "garnet", "spinel", "perovskite", "oxide", "high",
-       "pressure", "structure", "of", "the", "crystal", "mineral", "##s", "##ite", "-", ","]
+    + [
+        "ferro",
+        "##electric",
+        "electric",
+        "garnet",
+        "spinel",
+        "perovskite",
+        "oxide",
+        "high",
+        "pressure",
+        "structure",
+        "of",
+        "the",
+        "crystal",
+        "mineral",
+        "##s",
+        "##ite",
+        "-",
+        ",",
+    ]
 )
 
 
@@ -74,7 +92,9 @@ def make_tiny_model(tmp: Path, seed: int = 0, **overrides) -> ClaspModel:
     """A randomly initialised ClaspModel with a 1-layer, 16-wide BERT (eval mode)."""
     tokenizer = make_tokenizer(tmp / "vocab")
     torch.manual_seed(seed)
-    model = ClaspModel(tiny_config(**overrides), text_encoder=make_tiny_bert(seed), tokenizer=tokenizer)
+    model = ClaspModel(
+        tiny_config(**overrides), text_encoder=make_tiny_bert(seed), tokenizer=tokenizer
+    )
     # give the BatchNorm layers non-trivial running statistics
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
@@ -104,26 +124,40 @@ def _structures() -> dict[str, Structure]:
     )
     si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
     zno = Structure.from_spacegroup(
-        "P6_3mc", Lattice.hexagonal(3.25, 5.207), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]
+        "P6_3mc",
+        Lattice.hexagonal(3.25, 5.207),
+        ["Zn", "O"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
     )
     triclinic = Structure(
         Lattice.from_parameters(5.1, 6.3, 7.2, 81.0, 95.0, 103.0),
         ["Ca", "Al", "Si", "O", "O", "O"],
-        [[0.1, 0.2, 0.3], [0.6, 0.1, 0.8], [0.3, 0.7, 0.5], [0.8, 0.5, 0.1], [0.45, 0.4, 0.9],
-         [0.05, 0.85, 0.65]],
+        [
+            [0.1, 0.2, 0.3],
+            [0.6, 0.1, 0.8],
+            [0.3, 0.7, 0.5],
+            [0.8, 0.5, 0.1],
+            [0.45, 0.4, 0.9],
+            [0.05, 0.85, 0.65],
+        ],
     )
     disordered = Structure(
         Lattice.cubic(3.6),
         [{"Fe": 0.5, "Co": 0.5}, {"Fe": 0.5, "Co": 0.5}, {"Ni": 0.75}, {"Ni": 0.75}],
         [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
     )
-    return {"rocksalt": nacl, "diamond": si, "hexagonal": zno, "triclinic": triclinic,
-            "disordered": disordered}
+    return {
+        "rocksalt": nacl,
+        "diamond": si,
+        "hexagonal": zno,
+        "triclinic": triclinic,
+        "disordered": disordered,
+    }
 
 
 @pytest.fixture(scope="session")
 def structures() -> dict[str, Structure]:
-    """Real structures: rock salt NaCl, diamond Si, wurtzite ZnO, a triclinic and a disordered one."""
+    """Real structures: rock salt, diamond Si, wurtzite ZnO, a triclinic and a disordered one."""
     return _structures()
 
 

@@ -19,7 +19,7 @@ from matminer_clasp.model.heads import CrystalHead
 
 
 class GaussianExpansion(nn.Module):
-    """Expand distances on Gaussians: ``exp(-(d - mu_k)^2 / step^2)`` (official ``GaussianDistance``)."""
+    """Gaussian expansion ``exp(-(d - mu_k)^2 / step^2)`` (official ``GaussianDistance``)."""
 
     def __init__(self, config: ClaspConfig) -> None:
         super().__init__()
@@ -42,7 +42,9 @@ class ConvLayer(nn.Module):
         self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
         self.bn2 = nn.BatchNorm1d(atom_fea_len)
 
-    def forward(self, h: torch.Tensor, nbr_idx: torch.Tensor, nbr_fea: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, nbr_idx: torch.Tensor, nbr_fea: torch.Tensor
+    ) -> torch.Tensor:
         """Update atom features.
 
         Parameters
@@ -127,9 +129,7 @@ class CrystalTower(nn.Module):
         )
         if self.composition is not None:
             width += config.composition_hidden_dim
-        self.spacegroup = (
-            nn.Embedding(231, self.SPACEGROUP_DIM) if config.use_spacegroup else None
-        )
+        self.spacegroup = nn.Embedding(231, self.SPACEGROUP_DIM) if config.use_spacegroup else None
         if self.spacegroup is not None:
             width += self.SPACEGROUP_DIM
         self.head = CrystalHead(width, config.embedding_dim, config.crystal_head_layers)

@@ -30,13 +30,15 @@ class _Block(nn.Module):
 
 
 class CrystalHead(nn.Module):
-    """Official crystal head: ``proj -> bn -> relu``, ``n_blocks`` x ``lin -> relu -> bn``, ``out``."""
+    """Official crystal head: ``proj->bn->relu``, ``n_blocks`` x ``lin->relu->bn``, ``out``."""
 
     def __init__(self, in_dim: int, dim: int, n_blocks: int) -> None:
         super().__init__()
         self.proj = nn.Linear(in_dim, dim)
         self.bn = nn.BatchNorm1d(dim)
-        self.blocks = nn.ModuleList(_Block(dim, dim, relu_before_norm=True) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(
+            _Block(dim, dim, relu_before_norm=True) for _ in range(n_blocks)
+        )
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

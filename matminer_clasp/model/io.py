@@ -74,7 +74,9 @@ def load_model(
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"could not build the text encoder or tokenizer of {folder}: {exc}") from exc
+        raise ModelLoadError(
+            f"could not build the text encoder or tokenizer of {folder}: {exc}"
+        ) from exc
     _load_state(model, state, weights, external_text=config.text_weights == "external")
     model.eval()
     if device is not None:
@@ -112,6 +114,10 @@ def save_model(
 
     Parameters
     ----------
+    model
+        The model to save.
+    folder
+        Destination folder.
     dtype
         Store floating-point tensors in this dtype (e.g. ``torch.float16`` to halve the size);
         they are cast back to float32 on loading.

@@ -9,13 +9,13 @@ import pytest
 from pymatgen.core import DummySpecies, Lattice, Molecule, Structure
 
 from matminer_clasp.errors import InvalidStructureError
-
 from matminer_clasp.model import ClaspModel
 
 
 def _good() -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def _nan_coords() -> Structure:
@@ -34,13 +34,17 @@ BAD = {
     "too_many_sites": (_too_many_sites(), "max_sites"),
     "nan_coordinates": (_nan_coords(), "NaN"),
     "overlapping_atoms": (
-        Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]]), "overlap"),
+        Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]]),
+        "overlap",
+    ),
     "dummy_species": (
         Structure(Lattice.cubic(4.0), [DummySpecies("X"), "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        "dummy"),
+        "dummy",
+    ),
     "element_without_features": (
         Structure(Lattice.cubic(4.0), ["Og", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        "no CGCNN atom features"),
+        "no CGCNN atom features",
+    ),
     "none": (None, "got None"),
     "string": ("NaCl", "got an object of type str"),
     "dict": ({"lattice": 1}, "type dict"),
@@ -50,7 +54,8 @@ VALID_ODDITIES = {
     "one_atom": Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
     "huge_lattice": Structure(Lattice.cubic(500.0), ["Fe", "O"], [[0, 0, 0], [0.003, 0, 0]]),
     "disordered_with_vacancies": Structure(
-        Lattice.cubic(4.2), [{"Mg": 0.4, "Fe": 0.3}, {"O": 0.9}], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Lattice.cubic(4.2), [{"Mg": 0.4, "Fe": 0.3}, {"O": 0.9}], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ),
 }
 
 
@@ -84,8 +89,9 @@ def test_featurize_dataframe_keeps_every_good_row(rel_model_dir, model):
         column += [good[i % 3], structure]
     df = pd.DataFrame({"structure": column, "n": range(len(column))})
     feat = ClaspFeaturizer(model=str(rel_model_dir))
-    out = feat.featurize_dataframe(df, "structure", ignore_errors=True, return_errors=True,
-                                   pbar=False)
+    out = feat.featurize_dataframe(
+        df, "structure", ignore_errors=True, return_errors=True, pbar=False
+    )
     labels = feat.feature_labels()
     values = out[labels].to_numpy(dtype=float)
     bad_rows = np.arange(1, len(column), 2)

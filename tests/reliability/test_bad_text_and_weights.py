@@ -50,13 +50,15 @@ def test_text_featurizer_keeps_good_rows(rel_model_dir, model):
 
     texts = ["spinel", "", "perovskite oxide", None, ODD_BUT_VALID_TEXTS["emoji"], "   "]
     feat = ClaspTextFeaturizer(model=str(rel_model_dir))
-    out = feat.featurize_dataframe(pd.DataFrame({"text": texts}), "text", ignore_errors=True,
-                                   return_errors=True, pbar=False)
+    out = feat.featurize_dataframe(
+        pd.DataFrame({"text": texts}), "text", ignore_errors=True, return_errors=True, pbar=False
+    )
     values = out[feat.feature_labels()].to_numpy(dtype=float)
     good, bad = [0, 2, 4], [1, 3, 5]
     assert np.isnan(values[bad]).all()
-    np.testing.assert_allclose(values[good], model.encode_texts([texts[i] for i in good]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        values[good], model.encode_texts([texts[i] for i in good]), atol=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- broken model folders

@@ -11,8 +11,28 @@ from pymatgen.core import Lattice, Structure
 
 from matminer_clasp.model import ClaspModel
 
-ELEMENTS = ["H", "Li", "C", "O", "Na", "Mg", "Al", "Si", "S", "Cl", "Ca", "Ti", "Fe", "Cu", "Zn",
-            "Sr", "Ba", "La", "Pb", "U"]
+ELEMENTS = [
+    "H",
+    "Li",
+    "C",
+    "O",
+    "Na",
+    "Mg",
+    "Al",
+    "Si",
+    "S",
+    "Cl",
+    "Ca",
+    "Ti",
+    "Fe",
+    "Cu",
+    "Zn",
+    "Sr",
+    "Ba",
+    "La",
+    "Pb",
+    "U",
+]
 
 
 @st.composite
@@ -37,8 +57,11 @@ def model(rel_model_dir) -> ClaspModel:
     return ClaspModel.from_pretrained(rel_model_dir)
 
 
-COMMON = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                  HealthCheck.function_scoped_fixture])
+COMMON = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @COMMON
@@ -69,7 +92,9 @@ def test_invariant_to_translation(model, structure, shift):
 
 
 @COMMON
-@given(structure=structures(), scaling=st.sampled_from([(2, 1, 1), (1, 2, 1), (1, 1, 3), (2, 2, 1)]))
+@given(
+    structure=structures(), scaling=st.sampled_from([(2, 1, 1), (1, 2, 1), (1, 1, 3), (2, 2, 1)])
+)
 def test_invariant_to_supercell(model, structure, scaling):
     assert model.config.cell == "as_is"
     supercell = structure.copy()
