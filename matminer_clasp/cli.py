@@ -275,13 +275,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from matminer_clasp.index import _embed_structures, _formula
+    from matminer_clasp.inputs import embed_structures, reduced_formula
 
     records = read_records(args.input, args.shard)
     model = _model(args)
     ok = np.flatnonzero(records["structure"].notna().to_numpy())
     ids = list(records["id"])
-    emb, kept, skipped = _embed_structures(
+    emb, kept, skipped = embed_structures(
         model, [records["structure"][i] for i in ok], [ids[i] for i in ok], args.batch_size,
         True, args.device, ignore_errors=True,
     )
@@ -290,9 +290,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     errors = records["error"].to_numpy(dtype=object)
     for (_rid, msg), i in zip(skipped, np.setdiff1d(ok, ok[kept])):
         errors[i] = msg
+    formulas = [reduced_formula(x) for x in records["structure"]]
     table = pd.concat(
-        [pd.DataFrame({"id": records["id"], "formula": [_formula(x) for x in records["structure"]],
-                       "error": errors}),
+        [pd.DataFrame({"id": records["id"], "formula": formulas, "error": errors}),
          pd.DataFrame(out, columns=[f"clasp_{i}" for i in range(out.shape[1])])],
         axis=1,
     )

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from matminer_clasp.index import EmbeddingIndex, check_embeddings, resolve_model, split_inputs
+from matminer_clasp.index import EmbeddingIndex, resolve_model
+from matminer_clasp.inputs import check_embeddings, split_inputs
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

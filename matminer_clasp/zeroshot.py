@@ -17,7 +17,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from matminer_clasp.index import check_embeddings, resolve_model, split_inputs
+from matminer_clasp.index import resolve_model
+from matminer_clasp.inputs import check_embeddings, split_inputs
 
 #: Prompt templates averaged into one class embedding (``{}`` is replaced by the label).
 DEFAULT_TEMPLATES: tuple[str, ...] = (
