@@ -27,13 +27,13 @@ from matminer_clasp.inputs import (
     reduced_formula,
     split_inputs,
 )
+from matminer_clasp.search import exact_topk, faiss_search
 
 if TYPE_CHECKING:
     from matminer_clasp.model.clasp import ClaspModel
 
 INDEX_FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
-_FAISS_KINDS = ("flat", "hnsw", "ivf")
 
 
 # ---------------------------------------------------------------------- shared input helpers
@@ -334,10 +334,13 @@ class EmbeddingIndex:
         if k < 1:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
         if backend == "faiss":
-            return _faiss_search(self, q, k, faiss_index, faiss_options)
+            fp16 = self.dtype == "float16"
+            return faiss_search(
+                self.embeddings, fp16, self._faiss_cache, q, k, faiss_index, faiss_options
+            )
         if backend != "numpy":
             raise ValueError(f"backend must be 'numpy' or 'faiss', got {backend!r}")
-        return _exact_topk(self.embeddings, q, k, chunk_size)
+        return exact_topk(self.embeddings, q, k, chunk_size)
 
     def search(
         self,
@@ -365,85 +368,6 @@ class EmbeddingIndex:
                 rows.insert(0, "query", labels[i])
             frames.append(rows)
         return pd.concat(frames, ignore_index=True)
-
-
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as exc:
-        raise ImportError(
-            "backend='faiss' needs the faiss library: pip install faiss-cpu "
-            "(or matminer-clasp[faiss]); backend='numpy' searches exactly without it"
-        ) from exc
-    return faiss
-
-
-def _faiss_search(
-    index: EmbeddingIndex, q: np.ndarray, k: int, kind: str, options: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Search with a faiss index built (once per kind and options) over ``index.embeddings``.
-
-    Inner product on unit vectors is the cosine. ``float16`` indexes store vectors with faiss's
-    fp16 scalar quantizer.
-    """
-    faiss = _import_faiss()
-    if kind not in _FAISS_KINDS:
-        raise ValueError(f"faiss_index must be one of {_FAISS_KINDS}, got {kind!r}")
-    opts = dict(options)
-    ef_search = int(opts.pop("ef_search", 128))
-    nprobe = int(opts.pop("nprobe", 16))
-    key = (kind, tuple(sorted(opts.items())))
-    fidx = index._faiss_cache.get(key)
-    if fidx is None:
-        fidx = _build_faiss(faiss, index, kind, opts)
-        index._faiss_cache[key] = fidx
-    if kind == "hnsw":
-        fidx.hnsw.efSearch = max(ef_search, k)
-    elif kind == "ivf":
-        fidx.nprobe = nprobe
-    scores, pos = fidx.search(np.ascontiguousarray(q, dtype=np.float32), k)
-    return scores.astype(np.float32), pos.astype(np.int64)
-
-
-def _build_faiss(faiss: Any, index: EmbeddingIndex, kind: str, opts: dict[str, Any]) -> Any:
-    dim, fp16 = index.dim, index.dtype == "float16"
-    ip = faiss.METRIC_INNER_PRODUCT
-    unknown = set(opts) - {"hnsw_m", "ef_construction", "nlist"}
-    if unknown:
-        raise TypeError(f"unknown faiss options: {sorted(unknown)}")
-    if kind == "flat":
-        fidx = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, ip) if fp16 else (
-            faiss.IndexFlatIP(dim)
-        )
-    elif kind == "hnsw":
-        m = int(opts.get("hnsw_m", 32))
-        if fp16:
-            fidx = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, m, ip)
-        else:
-            fidx = faiss.IndexHNSWFlat(dim, m, ip)
-        fidx.hnsw.efConstruction = int(opts.get("ef_construction", 200))
-    else:
-        nlist = int(opts.get("nlist", max(1, min(4 * int(np.sqrt(len(index))), len(index) // 39))))
-        quantizer = faiss.IndexFlatIP(dim)
-        if fp16:
-            fidx = faiss.IndexIVFScalarQuantizer(
-                quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, ip
-            )
-        else:
-            fidx = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
-    chunk = 65536
-    for start in range(0, len(index), chunk):
-        block = np.ascontiguousarray(index.embeddings[start : start + chunk], dtype=np.float32)
-        if not fidx.is_trained:
-            fidx.train(block if len(index) <= chunk else _sample(index, 100_000))
-        fidx.add(block)
-    return fidx
-
-
-def _sample(index: EmbeddingIndex, n: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    rows = np.sort(rng.choice(len(index), size=min(n, len(index)), replace=False))
-    return np.ascontiguousarray(index.embeddings[rows], dtype=np.float32)
 
 
 def _all_text(queries: Any) -> bool:
@@ -483,53 +407,6 @@ def _metadata_frame(
 
 def _mixed(values: list) -> bool:
     return len({type(v) for v in values}) > 1
-
-
-def _exact_topk(
-    corpus: np.ndarray, q: np.ndarray, k: int, chunk_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product, streaming the corpus in chunks; ties go to the lower row."""
-    best_s = np.full((len(q), 0), -np.inf, np.float32)
-    best_p = np.empty((len(q), 0), np.int64)
-    for start in range(0, len(corpus), chunk_size):
-        sims = _block_scores(q, corpus[start : start + chunk_size])  # (n_queries, chunk)
-        kk = min(k, sims.shape[1])
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < sims.shape[1] else (
-            np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
-        )
-        best_s = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
-        best_p = np.concatenate([best_p, part + start], axis=1)
-        best_s, best_p = _sort_rows(best_s, best_p, k)
-    return best_s, best_p
-
-
-_FP16_ROWS = 2048  # float16 rows widened at a time, so the float32 copy stays in cache
-
-
-def _block_scores(q: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """``q @ block.T`` in float32.
-
-    float16 blocks are widened to float32 ``_FP16_ROWS`` rows at a time with torch's vectorised
-    cast: numpy's float16 cast is ~10x slower than the product itself (measured in
-    ``benchmarks/bench_screen.py``). The widening is exact, so the scores are unchanged.
-    """
-    if block.dtype == np.float32:
-        return q @ block.T
-    if block.dtype != np.float16:
-        return q @ np.asarray(block, dtype=np.float32).T
-    import torch
-
-    sims = np.empty((len(q), len(block)), np.float32)
-    for s in range(0, len(block), _FP16_ROWS):
-        half = np.array(block[s : s + _FP16_ROWS], dtype=np.float16)  # writable copy (memmaps)
-        sims[:, s : s + _FP16_ROWS] = q @ torch.from_numpy(half).float().numpy().T
-    return sims
-
-
-def _sort_rows(s: np.ndarray, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((p, -s), axis=-1) if s.size else np.empty(s.shape, np.int64)
-    order = order[:, :k]
-    return np.take_along_axis(s, order, 1), np.take_along_axis(p, order, 1)
 
 
 def screen(

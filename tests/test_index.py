@@ -6,7 +6,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from matminer_clasp.errors import InvalidStructureError
-from matminer_clasp.index import EmbeddingIndex, _exact_topk, screen
+from matminer_clasp.index import EmbeddingIndex, screen
+from matminer_clasp.search import exact_topk
 
 IDS = ["rs", "dia", "hex", "tri", "dis"]
 
@@ -147,7 +148,7 @@ def test_exact_topk_chunked_matches_brute_force(rng):
     sims = q @ corpus.T
     for chunk in (7, 64, 5000):
         for k in (1, 10, 30):
-            s, p = _exact_topk(corpus, q, k, chunk)
+            s, p = exact_topk(corpus, q, k, chunk)
             np.testing.assert_array_equal(p, np.argsort(-sims, axis=1, kind="stable")[:, :k])
             np.testing.assert_allclose(s, np.take_along_axis(sims, p, 1), rtol=1e-6)
     ix = EmbeddingIndex(corpus)
