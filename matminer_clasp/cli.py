@@ -160,9 +160,9 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- models & indexes
 def _model(args: argparse.Namespace) -> Any:
-    from matminer_clasp.model.clasp import ClaspModel
+    from matminer_clasp.model.io import get_model
 
-    return ClaspModel.from_pretrained(args.model, device=args.device)
+    return get_model(args.model, device=args.device)
 
 
 def model_hash(name: str | None) -> str:

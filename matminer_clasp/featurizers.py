@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import os
 import traceback
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ import torch
 from matminer.featurizers.base import BaseFeaturizer
 from tqdm.auto import tqdm
 
-from matminer_clasp.config import CONFIG_NAME, WEIGHTS_NAME, ClaspConfig
+from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import ClaspError, InvalidStructureError, InvalidTextError
 from matminer_clasp.graph import CrystalGraphBuilder
 from matminer_clasp.hub import resolve_model_folder
+from matminer_clasp.model import io as model_io
 from matminer_clasp.model.clasp import ClaspModel, check_text
 
 CLASP_BIBTEX = (
@@ -54,11 +54,6 @@ _SKIP_HINT = (
     "\nTO SKIP THESE ERRORS when featurizing specific compounds, set 'ignore_errors=True' when "
     "running the batch featurize() operation (e.g., featurize_many(), featurize_dataframe(), etc.)."
 )
-
-#: Models loaded by name, shared by every featurizer of this process that names the same folder
-#: and device; weak, so a model lives only as long as some featurizer uses it. Worker processes
-#: forked by matminer's pool inherit it, so they do not load the weights again.
-_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], ClaspModel] = weakref.WeakValueDictionary()
 
 
 class _ClaspEmbedding(BaseFeaturizer):
@@ -116,21 +111,15 @@ class _ClaspEmbedding(BaseFeaturizer):
     def get_model(self) -> ClaspModel:
         """Return the :class:`ClaspModel`, loading it on first use (once per process and folder).
 
-        A model loaded by name is shared with the other featurizers of this process that name the
-        same folder and device; treat it as read-only (train a copy, not this object).
+        A model loaded by name comes from :func:`matminer_clasp.model.io.get_model`: it is shared
+        with everything in this process that names the same folder and device; treat it as
+        read-only (train a copy, not this object).
         """
         if isinstance(self.model, ClaspModel):
             return self.model
         cache = self._cached()
         if "model" not in cache:
-            folder = self._folder()
-            stamps = tuple(_mtime(os.path.join(folder, f)) for f in (CONFIG_NAME, WEIGHTS_NAME))
-            key = (os.fspath(folder), stamps, str(self._device()))
-            model = _LOADED.get(key)
-            if model is None:
-                model = ClaspModel.from_pretrained(folder, device=self._device())
-                _LOADED[key] = model
-            cache["model"] = model
+            cache["model"] = model_io.get_model(self._folder(), self._device())
         return cache["model"]
 
     def get_config(self) -> ClaspConfig:
@@ -290,7 +279,7 @@ class _ClaspEmbedding(BaseFeaturizer):
                 f"n_jobs={self.n_jobs} featurizes in CPU worker processes; with device "
                 f"{self._device()} use n_jobs=1 (set_n_jobs(1)), which batches on the device"
             )
-        self.get_model()  # loaded once here; forked workers find it in _LOADED
+        self.get_model()  # loaded once here; forked workers find it in model_io's cache
         return super().featurize_many(entries, ignore_errors, return_errors, pbar)
 
     def _describe_row(self, i: int, n: int) -> str:
@@ -526,13 +515,6 @@ class ClaspTextFeaturizer(_ClaspEmbedding):
 
 
 # ---------------------------------------------------------------------- helpers
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
-
-
 def _instance_message(name: str, action: str) -> str:
     return (
         f"{name}(model=<ClaspModel instance>) cannot {action}: featurizers never serialise "

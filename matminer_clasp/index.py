@@ -9,12 +9,11 @@ as ``embeddings.npy`` (memory-mappable) + ``metadata.parquet`` + ``index.json``.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,34 +26,11 @@ from matminer_clasp.inputs import (
     reduced_formula,
     split_inputs,
 )
+from matminer_clasp.model.io import get_model
 from matminer_clasp.search import exact_topk, faiss_search
-
-if TYPE_CHECKING:
-    from matminer_clasp.model.clasp import ClaspModel
 
 INDEX_FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
-
-
-# ---------------------------------------------------------------------- shared input helpers
-@functools.lru_cache(maxsize=4)
-def _load_model_cached(name: str | None) -> ClaspModel:
-    from matminer_clasp.model.clasp import ClaspModel
-
-    return ClaspModel.from_pretrained(name)
-
-
-def resolve_model(model: Any = None) -> ClaspModel:
-    """Return a :class:`ClaspModel` for ``None`` (bundled default), a folder / Hub id, or a model.
-
-    Models loaded by name are cached (four most recent), so estimators that are cloned or
-    unpickled do not reload the weights.
-    """
-    from matminer_clasp.model.clasp import ClaspModel
-
-    if isinstance(model, ClaspModel):
-        return model
-    return _load_model_cached(None if model is None else os.fspath(model))
 
 
 def model_name(model: Any) -> str:
@@ -162,7 +138,7 @@ class EmbeddingIndex:
         if len(ids) != len(structures):
             raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
         meta = _metadata_frame(structures, ids, metadata)
-        clasp = resolve_model(model)
+        clasp = get_model(model)
         emb, kept, skipped = embed_structures(
             clasp, structures, ids, batch_size, show_progress_bar, device, ignore_errors
         )
@@ -200,7 +176,7 @@ class EmbeddingIndex:
         if clash:
             raise ValueError(f"ids already in the index: {sorted(map(str, clash))[:5]}")
         if structures is not None:
-            clasp = resolve_model(self.model)
+            clasp = get_model(self.model)
             emb, kept, _ = embed_structures(
                 clasp, structures, ids, batch_size, show_progress_bar, device, False
             )
@@ -300,7 +276,7 @@ class EmbeddingIndex:
         """Texts -> unit-norm embeddings with :attr:`model`; arrays are validated and passed on."""
         if isinstance(queries, str) or _all_text(queries):
             texts = [queries] if isinstance(queries, str) else list(queries)
-            clasp = resolve_model(self.model)
+            clasp = get_model(self.model)
             if clasp.config.embedding_dim != self.dim:
                 raise ValueError(
                     f"the query model embeds into {clasp.config.embedding_dim} dimensions but the "

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from matminer_clasp.index import EmbeddingIndex, resolve_model
+from matminer_clasp.index import EmbeddingIndex
 from matminer_clasp.inputs import check_embeddings, split_inputs
+from matminer_clasp.model.io import get_model
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -125,7 +126,7 @@ def plot_embedding_map(
         emb = np.asarray(embeddings.embeddings, dtype=np.float32)
     else:
         arr, structures = split_inputs(embeddings)
-        emb = arr if structures is None else resolve_model(model).encode_structures(structures)
+        emb = arr if structures is None else get_model(model).encode_structures(structures)
     emb = check_embeddings(emb, None, "embeddings")
     if labels is not None and len(labels) != len(emb):
         raise ValueError(f"got {len(labels)} labels for {len(emb)} points")
@@ -135,7 +136,7 @@ def plot_embedding_map(
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.2))
     ax = ax if ax is not None else fig.add_subplot()
     if query is not None:
-        q = resolve_model(model).encode_texts([query])[0]
+        q = get_model(model).encode_texts([query])[0]
         if len(q) != emb.shape[1]:
             raise ValueError(
                 f"the model embeds texts in {len(q)}-d but the points are {emb.shape[1]}-d"

@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from matminer_clasp.index import resolve_model
 from matminer_clasp.inputs import check_embeddings, split_inputs
+from matminer_clasp.model.io import get_model
 
 #: Prompt templates averaged into one class embedding (``{}`` is replaced by the label).
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -170,7 +170,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     def _get_model(self) -> Any:
         cached = getattr(self, "_model_cache", None)
         if cached is None or cached[0] is not self.model:
-            cached = (self.model, resolve_model(self.model))
+            cached = (self.model, get_model(self.model))
             self._model_cache = cached
         return cached[1]
 

@@ -30,10 +30,10 @@ N_ROWS, BAD_ROW, N_PARTS = 24, 9, 6
 def _count_loads() -> None:
     """Run in each worker: forget inherited models, then count real model loads from here on."""
     import matminer_clasp.dask as clasp_dask
-    import matminer_clasp.featurizers as featurizers
     import matminer_clasp.model.clasp as clasp
+    import matminer_clasp.model.io as model_io
 
-    featurizers._LOADED.clear()
+    model_io._LOADED.clear()
     clasp_dask._MODELS.clear()
 
     original = clasp.ClaspModel.from_pretrained.__func__
