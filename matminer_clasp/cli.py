@@ -45,17 +45,10 @@ def _structure_files(folder: Path) -> list[Path]:
 
 
 def _read_table(path: Path) -> Any:
-    import pandas as pd
+    from matminer_clasp.readers import read_table
 
-    name = path.name.lower()
     try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if name.endswith((".jsonl", ".ndjson")):
-            return pd.read_json(path, lines=True)
-        if name.endswith(".json"):
-            return pd.read_json(path)
-        return pd.read_csv(path)
+        return read_table(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise CliInputError(f"cannot read {path} as a table: {exc}") from exc
 

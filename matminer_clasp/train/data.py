@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import InvalidStructureError
 from matminer_clasp.graph import CrystalGraphBuilder
+from matminer_clasp.readers import read_table
 from matminer_clasp.train.amcsd import check_composition, read_amcsd_entries
 from matminer_clasp.train.captions import (
     decode_cif_markup,
@@ -60,7 +61,7 @@ logger = logging.getLogger(__name__)
 #: Model-config fields that change a cached graph.
 GRAPH_FIELDS = ("radius", "max_num_nbr", "cell", "max_sites", "min_distance", "crystal_encoder",
                 "use_spacegroup", "gaussian_step")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the composition-only path also rejects overlapping atoms
 _SHARD_SIZE = 4096
 _NODE_KEYS = ("x",)
 _EDGE_KEYS = ("edge_dist", "edge_attr")
@@ -274,26 +275,6 @@ def _read_entries(config: DataConfig, frame: pd.DataFrame | None = None) -> list
                                "Structure, its dict or CIF text")
         entries.append(entry)
     return entries
-
-
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a ``.jsonl``/``.json``/``.parquet``/``.csv``/``.pkl`` table."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"table {path} does not exist")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    if suffix.startswith(".jsonl"):
-        return pd.read_json(path, lines=True)
-    if suffix.startswith(".json"):
-        return pd.read_json(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix.startswith(".csv"):
-        return pd.read_csv(path)
-    if suffix in (".pkl", ".pickle"):
-        return pd.read_pickle(path)
-    raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use .jsonl, .json, "
-                     ".parquet, .csv or .pkl")
 
 
 def _payload_hash(entry: dict[str, Any]) -> str:

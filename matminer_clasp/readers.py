@@ -1,0 +1,48 @@
+"""Reading tables of structures from disk: :func:`read_table`.
+
+Shared by the CLI (``embed``, ``index``, ``screen``, ... on a table) and by the training data
+(``DataConfig(source="table")``), so that both accept the same files. This module only reads the
+file into a ``pandas.DataFrame``; turning a column into structures stays with each caller, since
+they report bad rows differently (the CLI keeps them as rows with an ``error``, training skips
+them with a log line).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+#: Suffixes :func:`read_table` reads (each may also end in ``.gz``, except parquet).
+TABLE_SUFFIXES = (".parquet", ".pq", ".json", ".jsonl", ".ndjson", ".csv", ".pkl", ".pickle")
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``, ``.json``, ``.csv`` or ``.pkl`` table.
+
+    JSON, JSON-lines, CSV and pickle files may be gzip-compressed (``.csv.gz``, ...).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    ValueError
+        For any other suffix, naming the ones that are read.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"table {path} does not exist")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if suffix.startswith((".jsonl", ".ndjson")):
+        return pd.read_json(path, lines=True)
+    if suffix.startswith(".json"):
+        return pd.read_json(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix.startswith(".csv"):
+        return pd.read_csv(path)
+    if suffix in (".pkl", ".pickle"):
+        return pd.read_pickle(path)
+    raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use .jsonl, .json, "
+                     ".parquet, .csv or .pkl")
