@@ -119,7 +119,8 @@ class CrystalGraphBuilder:
         n_atoms = len(structure)
         if cfg.uses_graph:
             nbr_idx, nbr_dist = self._neighbours(structure)
-        else:
+        else:  # no neighbours needed, but overlapping atoms are still invalid input
+            self._neighbor_list(structure, cfg.min_distance)
             nbr_idx = np.zeros((n_atoms, 0), dtype=np.int64)
             nbr_dist = np.zeros((n_atoms, 0), dtype=np.float32)
         m = nbr_idx.shape[1]
@@ -134,17 +135,24 @@ class CrystalGraphBuilder:
             num_nodes=n_atoms,
         )
 
+    def _neighbor_list(
+        self, structure: IStructure, radius: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Periodic neighbour pairs within ``radius``; raise if two sites overlap."""
+        centres, points, _, dists = structure.get_neighbor_list(radius)
+        if dists.size and float(dists.min()) < self.config.min_distance:
+            k = int(np.argmin(dists))
+            raise InvalidStructureError(
+                f"sites {int(centres[k])} and {int(points[k])} overlap: {float(dists[k]):.3g} A "
+                f"apart (min_distance={self.config.min_distance} A)"
+            )
+        return centres, points, dists
+
     def _neighbours(self, structure: IStructure) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(n, M)`` neighbour indices and distances, padded as in the official code."""
         cfg = self.config
         n_atoms, m = len(structure), cfg.max_num_nbr
-        centres, points, _, dists = structure.get_neighbor_list(cfg.radius)
-        if dists.size and float(dists.min()) < cfg.min_distance:
-            k = int(np.argmin(dists))
-            raise InvalidStructureError(
-                f"sites {int(centres[k])} and {int(points[k])} overlap: {float(dists[k]):.3g} A "
-                f"apart (min_distance={cfg.min_distance} A)"
-            )
+        centres, points, dists = self._neighbor_list(structure, cfg.radius)
         order = np.lexsort((dists, centres))  # by centre, then distance (stable)
         centres, points, dists = centres[order], points[order], dists[order]
         counts = np.bincount(centres, minlength=n_atoms)

@@ -233,3 +233,16 @@ def test_embedding_invariant_to_supercell_and_site_order(tiny_model, structures)
         emb = _model_emb(tiny_model, [s, sup, shuffled])
         np.testing.assert_allclose(emb[1], emb[0], atol=1e-5, err_msg=f"{name} supercell")
         np.testing.assert_allclose(emb[2], emb[0], atol=1e-5, err_msg=f"{name} site order")
+
+
+def test_composition_only_path_rejects_overlapping_atoms_too():
+    from pymatgen.core import Lattice, Structure
+
+    from matminer_clasp.config import ClaspConfig
+    from matminer_clasp.errors import InvalidStructureError
+    from matminer_clasp.graph import CrystalGraphBuilder
+
+    overlapping = Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]])
+    builder = CrystalGraphBuilder(ClaspConfig(crystal_encoder="composition", cell="as_is"))
+    with pytest.raises(InvalidStructureError, match="overlap"):
+        builder(overlapping)
