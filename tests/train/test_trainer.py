@@ -32,7 +32,7 @@ def make_pairs(model: ClaspModel, n: int = 24, seed: int = 0) -> PairData:
         s = base[i % len(base)].copy()
         if i % 5 == 4:
             s.make_supercell([1, 1, 2])
-        s.perturb(0.05 + 0.1 * rng.random())
+        s.perturb(0.05 + 0.1 * rng.random(), seed=seed * 1000 + i)  # same pairs in every process
         structures.append(s)
         captions.append(CAPTIONS[(i // len(base) + i) % len(CAPTIONS)])
     graphs = model.build_graphs(structures)
