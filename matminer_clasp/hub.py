@@ -25,10 +25,9 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or (
-        os.altsep is not None and os.altsep in name
-    )
+def _is_hub_id(name: str) -> bool:
+    """``"org/name"``: exactly one slash, not starting like a path, no backslash."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and "\\" not in name
 
 
 def resolve_model_folder(
@@ -75,7 +74,7 @@ def resolve_model_folder(
         return path
     if path.exists():
         raise ModelLoadError(f"{path} is a file; pass the model folder that contains it")
-    if _looks_like_path(name) or name.count("/") != 1:
+    if not _is_hub_id(name):
         raise ModelLoadError(
             f"model folder {name!r} does not exist (and it is not a Hub id of the form 'org/name')"
         )

@@ -158,6 +158,9 @@ def main() -> None:
               "Most have few or no positives among mineral titles, so these numbers are noisy; "
               "concepts without a positive in the test split are n/a.", ""]
     lines += _per_keyword_rows(paper, "per_structure")
+    notes = Path(__file__).with_name("discussion.md")
+    if notes.exists():  # the hand-written reading of these numbers
+        lines += ["", notes.read_text().strip()]
     Path(args.out).write_text("\n".join(lines) + "\n")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"keywords": kw, "paper_concepts": paper},
