@@ -182,12 +182,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MATMINER_CLASP_CACHE", "~/.cache/matminer_clasp")).expanduser()
 
 
+def _warn_skipped(skipped: list[tuple[Any, str]], total: int, shown: int = 5) -> None:
+    """One summary on stderr; the full list stays in the index (``index.json``, "skipped")."""
+    if not skipped:
+        return
+    print(f"warning: skipped {len(skipped)} of {total} entries that cannot be embedded "
+          "(all listed under 'skipped' in the index's index.json), e.g.:", file=sys.stderr)
+    for rid, err in skipped[:shown]:
+        print(f"  {rid}: {str(err).splitlines()[0][:160]}", file=sys.stderr)
+
+
 def _build_index(records: Any, args: argparse.Namespace, model: Any) -> Any:
     from matminer_clasp.index import EmbeddingIndex
 
     ok = records["structure"].notna()
-    for rid, err in zip(records["id"][~ok], records["error"][~ok]):
-        print(f"warning: skipped {rid}: {err}", file=sys.stderr)
     good = records[ok].reset_index(drop=True)
     meta = good.drop(columns=[c for c in ("structure", "error") if c in good.columns])
     index = EmbeddingIndex.build(
@@ -195,11 +203,10 @@ def _build_index(records: Any, args: argparse.Namespace, model: Any) -> Any:
         model=model, batch_size=args.batch_size, show_progress_bar=True,
         dtype="float16" if getattr(args, "fp16", False) else "float32", ignore_errors=True,
     )
-    for rid, err in index.skipped:
-        print(f"warning: skipped {rid}: {err}", file=sys.stderr)
     index.skipped = [(r, e) for r, e in zip(records["id"][~ok], records["error"][~ok])] + (
         index.skipped
     )
+    _warn_skipped(index.skipped, len(records))
     if not len(index):
         raise CliInputError("no structure could be embedded")
     index.model = args.model  # record the name, not the loaded instance
