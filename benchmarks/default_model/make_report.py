@@ -24,9 +24,10 @@ from matminer_clasp.train.evaluate import keyword_counts
 
 LABELS = {
     "default": "CLaSP default (CGCNN + composition)",
-    "cgcnn": "CGCNN only",
+    "cgcnn": "ablation: CGCNN only (official tower)",
     "composition": "composition-only tower",
     "random": "untrained (random) crystal tower",
+    "fusion_lr5e-4": "ablation: CGCNN + composition, lr 5e-4, weight decay 0.05",
 }
 
 

@@ -8,13 +8,15 @@ KEYWORDS=("high pressure" spinel magnetic oxide "high temperature" "phase transi
           perovskite silicate sulfide pyroxene phosphate "new mineral" olivine carbonate garnet)
 PAPER=(ferromagnetic ferroelectric semiconductor electroluminescence thermoelectric superconductor)
 
-for name in default composition random_tower cosface_ablation; do
+# the shipped model, the two baselines, then the ablations (same trainer, split, stopping rule)
+RUNS=(default composition random_tower cgcnn fusion_lr5e-4 cosface)
+for name in "${RUNS[@]}"; do
   cfg=$D/train_${name}.yaml
-  [ -f "$cfg" ] || cfg=$D/train_${name%_ablation}_ablation.yaml
+  [ -f "$cfg" ] || cfg=$D/train_${name}_ablation.yaml
   matminer-clasp train "$cfg"
 done
 
-for name in default composition random_tower; do
+for name in "${RUNS[@]}"; do
   model=runs/$name/best
   matminer-clasp evaluate "$model" --config $D/train_default.yaml --split test \
       --out runs/eval/$name/keywords --keywords "${KEYWORDS[@]}" --bootstrap 1000
@@ -24,5 +26,6 @@ done
 
 python $D/make_report.py --config $D/train_default.yaml --out docs/model-report.md \
     --eval default=runs/eval/default composition=runs/eval/composition \
-           random=runs/eval/random_tower
+           random=runs/eval/random_tower cgcnn=runs/eval/cgcnn \
+           fusion_lr5e-4=runs/eval/fusion_lr5e-4
 python $D/package_model.py runs/default/best --run runs/default --report docs/model-report.md
