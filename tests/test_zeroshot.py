@@ -178,7 +178,7 @@ def test_binary_calibration_threshold_and_temperature(tiny_model_dir, rng):
     cut = np.quantile(margin, 0.7)
     y = margin > cut  # ground truth: a shifted decision boundary
     cal = clone(base).fit(X, y)
-    assert cal.threshold_ == pytest.approx(cut, abs=np.ptp(margin) / 50)
+    assert cal.threshold_ == pytest.approx(float(cut), abs=float(np.ptp(margin)) / 50)
     assert (cal.predict(X) == y).mean() == 1.0
     assert (base.predict(X) == y).mean() < 1.0
     np.testing.assert_array_equal(cal.predict_proba(X)[:, 1] > 0.5, cal.predict(X))
