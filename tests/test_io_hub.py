@@ -193,11 +193,24 @@ def test_missing_tokenizer(tmp_path, tiny_model_dir):
 
 # ---------------------------------------------------------------- bundled default
 def test_bundled_default_model(structures):
-    if (BUNDLED_MODEL_DIR / CONFIG_NAME).is_file():
-        model = ClaspModel.from_pretrained()
-        emb = model.encode_structures([structures["rocksalt"]])
-        assert emb.shape == (1, model.config.embedding_dim)
-        np.testing.assert_allclose(np.linalg.norm(emb), 1.0, atol=1e-5)
-    else:
-        with pytest.raises(ModelLoadError, match="bundled default model"):
-            ClaspModel.from_pretrained()
+    # the bundled model is part of the package: it must be there and load with no network
+    assert (BUNDLED_MODEL_DIR / CONFIG_NAME).is_file()
+    model = ClaspModel.from_pretrained()
+    assert model.config.text_weights == "external"
+    emb = model.encode_structures([structures["rocksalt"]])
+    assert emb.shape == (1, 768)
+    np.testing.assert_allclose(np.linalg.norm(emb), 1.0, atol=1e-5)
+    texts = model.encode_texts(["garnet", "spinel"])
+    assert texts[0] @ texts[1] < 0.999  # a real text encoder: different words, different vectors
+    for name in ("train_config.json", "data_fingerprint", "model-report.md"):
+        assert (BUNDLED_MODEL_DIR / name).is_file(), name
+
+
+def test_default_alias_names_the_bundled_model(tmp_path, monkeypatch):
+    from matminer_clasp.hub import resolve_model_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_folder("default") == BUNDLED_MODEL_DIR
+    (tmp_path / "default").mkdir()  # a real folder of that name wins (and is checked)
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_model_folder("default")

@@ -35,6 +35,8 @@ import pandas as pd
 
 __all__ = [
     "DEFAULT_KEYWORDS",
+    "AMCSD_KEYWORDS",
+    "KEYWORD_PRESETS",
     "PAPER_CONCEPTS",
     "normalize_text",
     "keyword_pattern",
@@ -88,6 +90,23 @@ DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "hydrous": ("hydrous", "hydrated"),
     "new mineral": ("new mineral",),
     "phase transition": ("phase transition",),
+}
+
+#: The keyword set of the bundled model's report: concepts with at least 50 positive structures
+#: among the usable AMCSD pairs ("mica" and "hydrous" left out: as substrings they match
+#: "chemical" and "anhydrous"). See docs/model-report.md for the counts.
+AMCSD_KEYWORDS: dict[str, tuple[str, ...]] = {
+    k: DEFAULT_KEYWORDS[k]
+    for k in ("high pressure", "spinel", "magnetic", "oxide", "high temperature",
+              "phase transition", "superconduct", "perovskite", "silicate", "sulfide",
+              "pyroxene", "phosphate", "new mineral", "olivine", "carbonate", "garnet")
+}
+
+#: Named keyword sets for ``matminer-clasp evaluate --keywords NAME``.
+KEYWORD_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "amcsd": AMCSD_KEYWORDS,
+    "paper": PAPER_CONCEPTS,
+    "all": DEFAULT_KEYWORDS,
 }
 
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2212"})
@@ -495,13 +514,17 @@ def write_report(report: Mapping[str, Any], folder: str | Path) -> tuple[Path, P
 # ---------------------------------------------------------------------------- command line
 def add_evaluate_arguments(parser: Any) -> Any:
     """Add the ``matminer-clasp evaluate`` arguments to an ``argparse`` parser."""
-    parser.add_argument("model", help="model folder or Hub id")
-    parser.add_argument("--config", required=True,
-                        help="training config (YAML/JSON) naming the data")
+    parser.add_argument("model", nargs="?", default="default",
+                        help="model folder, Hub id, or 'default' (the bundled model; default)")
+    parser.add_argument("--config", default=None,
+                        help="training config (YAML/JSON) naming the data and split "
+                             "(default: the model folder's train_config.json)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    parser.add_argument("--out", required=True, help="folder for report.json and report.md")
+    parser.add_argument("--out", default="clasp-eval",
+                        help="folder for report.json and report.md (default: clasp-eval)")
     parser.add_argument("--keywords", nargs="*", default=None,
-                        help="concepts to test (default: DEFAULT_KEYWORDS)")
+                        help="concepts to test, or one preset name: amcsd (the bundled "
+                             "model's report), paper (the paper's six), all (default)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -519,16 +542,26 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
     from matminer_clasp.train.config import TrainConfig
     from matminer_clasp.train.data import load_pairs, split_indices
 
-    config = TrainConfig.from_file(args.config)
     model = ClaspModel.from_pretrained(args.model, device=getattr(args, "device", None))
+    config_path = args.config
+    if config_path is None:  # the data and split the model was trained with
+        from matminer_clasp.hub import resolve_model_folder
+
+        config_path = resolve_model_folder(args.model) / "train_config.json"
+        if not config_path.is_file():
+            raise ValueError(f"{args.model} has no train_config.json: pass --config")
+    config = TrainConfig.from_file(config_path)
     pairs = load_pairs(config.data, model.config)
     if args.split == "all":
         indices = np.arange(len(pairs.ids))
     else:
         indices = split_indices(pairs, config.data)[args.split]
     keywords = None
-    if getattr(args, "keywords", None):
-        keywords = {k: DEFAULT_KEYWORDS.get(k, (k,)) for k in args.keywords}
+    names = getattr(args, "keywords", None)
+    if names and len(names) == 1 and names[0] in KEYWORD_PRESETS:
+        keywords = KEYWORD_PRESETS[names[0]]
+    elif names:
+        keywords = {k: DEFAULT_KEYWORDS.get(k, (k,)) for k in names}
     report = evaluate_model(model, pairs, indices, keywords, bootstrap=args.bootstrap,
                             seed=args.seed, batch_size=getattr(args, "batch_size", 64),
                             device=getattr(args, "device", None))

@@ -176,3 +176,11 @@ def test_cli_arguments():
     args = parser.parse_args(["model-dir", "--config", "c.yaml", "--out", "o", "--keywords",
                               "garnet", "spinel"])
     assert args.split == "test" and args.bootstrap == 1000 and args.keywords == ["garnet", "spinel"]
+
+
+def test_keyword_presets():
+    from matminer_clasp.train.evaluate import AMCSD_KEYWORDS, KEYWORD_PRESETS, PAPER_CONCEPTS
+
+    assert len(AMCSD_KEYWORDS) == 16 and "mica" not in AMCSD_KEYWORDS
+    assert KEYWORD_PRESETS["amcsd"] is AMCSD_KEYWORDS
+    assert KEYWORD_PRESETS["paper"] is PAPER_CONCEPTS
