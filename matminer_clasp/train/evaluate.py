@@ -271,6 +271,10 @@ def _keyword_block(
             "random_ap": float(np.mean([per[names[j]]["prevalence"] for j in usable]))
             if usable else math.nan,
         }
+        if usable and n_boot:  # per-resample means: same seed and n give the same resamples,
+            # so two models' lists pair up for a paired bootstrap of their difference
+            mean["roc_auc_boot"] = np.round(np.nanmean(boot_auc[:, usable], axis=1), 6).tolist()
+            mean["ap_boot"] = np.round(np.nanmean(boot_ap[:, usable], axis=1), 6).tolist()
     return {"concepts": per, "mean": mean}
 
 
@@ -369,6 +373,7 @@ def evaluate_embeddings(
     caption_of_structure: np.ndarray | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    min_papers: int = 3,
 ) -> dict[str, Any]:
     """Compute the report from embeddings (the model-free core of :func:`evaluate_model`).
 
@@ -386,18 +391,26 @@ def evaluate_embeddings(
         Distinct caption embeddings and each structure's caption index, for retrieval.
     bootstrap, seed
         Number of bootstrap resamples (0: none) and their seed.
+    min_papers
+        Concepts with fewer positive distinct titles (papers) than this in the split are left
+        out of the tables and means, and listed under ``skipped_concepts``.
     """
+    titles = pd.Series([str(t) for t in label_texts])
+    groups = titles.groupby(titles, sort=False).indices
+    title_list = list(groups)
+    t_labels = keyword_labels(title_list, keywords)
+    n_papers = {k: int(v.sum()) for k, v in t_labels.items()}
+    skipped = {k: n for k, n in n_papers.items() if n < min_papers}
+    keywords = {k: v for k, v in keywords.items() if k not in skipped}
+    t_labels = {k: v for k, v in t_labels.items() if k not in skipped}
+
     s = _unit(np.asarray(structure_emb, dtype=np.float64))
     labels = keyword_labels(label_texts, keywords)
     scores = {k: (s @ _unit(np.asarray(keyword_emb[k], float)).T).max(axis=1) for k in keywords}
     report: dict[str, Any] = {"n_structures": int(len(s))}
     report["per_structure"] = _keyword_block(scores, labels, bootstrap, seed)
 
-    titles = pd.Series([str(t) for t in label_texts])
-    groups = titles.groupby(titles, sort=False).indices
-    title_list = list(groups)
     title_emb = _unit(np.stack([s[idx].mean(axis=0) for idx in groups.values()])) if len(s) else s
-    t_labels = keyword_labels(title_list, keywords)
     t_scores = {k: (title_emb @ _unit(np.asarray(keyword_emb[k], float)).T).max(axis=1)
                 for k in keywords}
     report["n_titles"] = len(title_list)
@@ -405,6 +418,11 @@ def evaluate_embeddings(
     if caption_emb is not None and caption_of_structure is not None and len(s):
         report["retrieval"] = retrieval_recall(s, caption_emb, caption_of_structure)
     report["keywords"] = {k: list(v) for k, v in keywords.items()}
+    report["positive_papers"] = n_papers
+    report["skipped_concepts"] = {
+        k: f"{n} positive paper(s) in this split, fewer than min_papers={min_papers}"
+        for k, n in skipped.items()
+    }
     report["settings"] = {
         "bootstrap_resamples": int(bootstrap), "seed": int(seed), "interval": "percentile 95%",
         "score": "max cosine over the concept's variation strings",
@@ -425,6 +443,7 @@ def evaluate_model(
     batch_size: int = 64,
     device: str | None = None,
     label_column: str = "title",
+    min_papers: int = 3,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the pairs ``indices`` of ``pairs`` (zero-shot keywords + retrieval).
 
@@ -448,7 +467,7 @@ def evaluate_model(
     caption_emb = model.encode_texts(list(distinct), batch_size=batch_size, device=device)
     keyword_emb = {k: model.encode_texts(list(v), device=device) for k, v in kw.items()}
     report = evaluate_embeddings(structure_emb, label_texts, keyword_emb, kw, caption_emb,
-                                 caption_of, bootstrap, seed)
+                                 caption_of, bootstrap, seed, min_papers=min_papers)
     report["label_source"] = label_column if label_texts is not captions else "caption"
     return report
 

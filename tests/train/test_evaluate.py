@@ -157,7 +157,7 @@ def test_evaluate_model_and_reports(tmp_path, tiny_model, structures):
     pairs = PairData(ids=list(meta.id), graphs=graphs, captions=[t.lower() for t in titles],
                      meta=meta, skipped={})
     report = evaluate_model(tiny_model, pairs, np.arange(8), keywords=["garnet", "spinel"],
-                            bootstrap=20, seed=0)
+                            bootstrap=20, seed=0, min_papers=1)
     assert report["per_structure"]["concepts"]["garnet"]["n_positive"] == 4
     assert report["per_title"]["concepts"]["garnet"]["n_positive"] == 2
     assert report["retrieval"]["structure_to_text"]["n_candidates"] == 4
@@ -184,3 +184,18 @@ def test_keyword_presets():
     assert len(AMCSD_KEYWORDS) == 16 and "mica" not in AMCSD_KEYWORDS
     assert KEYWORD_PRESETS["amcsd"] is AMCSD_KEYWORDS
     assert KEYWORD_PRESETS["paper"] is PAPER_CONCEPTS
+
+
+def test_concepts_with_fewer_than_min_papers_are_skipped(rng):
+    n = 40
+    emb = rng.normal(size=(n, 8))
+    titles = [f"paper {i // 4} {'garnet' if i < 8 else 'spinel' if i < 24 else 'x'}"
+              for i in range(n)]  # garnet: 2 papers, spinel: 4 papers
+    kw = {"garnet": ("garnet",), "spinel": ("spinel",)}
+    kw_emb = {k: rng.normal(size=(1, 8)) for k in kw}
+    report = evaluate_embeddings(emb, titles, kw_emb, kw, bootstrap=10, seed=0)
+    assert "garnet" not in report["per_structure"]["concepts"]
+    assert "garnet" in report["skipped_concepts"] and report["positive_papers"]["garnet"] == 2
+    assert list(report["per_structure"]["concepts"]) == ["spinel"]
+    assert report["per_structure"]["mean"]["n_concepts"] == 1
+    assert len(report["per_structure"]["mean"]["ap_boot"]) == 10
