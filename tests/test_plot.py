@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -79,12 +77,7 @@ def test_umap_missing_is_a_clear_import_error(points, monkeypatch):
         plot_embedding_map(points[0], method="umap")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("MATMINER_CLASP_TEST_UMAP"),
-    reason="umap-learn's numba compilation takes over a minute; set MATMINER_CLASP_TEST_UMAP=1",
-)
+@pytest.mark.slow  # umap-learn's numba compilation takes about a minute on first use
 def test_umap_map(points):
-    pytest.importorskip("umap")
     fig = plot_embedding_map(points[0], labels=points[1], method="umap")
     assert len(fig.axes[0].collections) == 2
