@@ -104,9 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ckpt, tokenizer = Path(args.ckpt), args.tokenizer
             print(f"Converting the official checkpoint {ckpt}")
-        n_keys = len(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
-        print(f"{ckpt.name}: {n_keys} tensors")
-
         # the conversion: strict key-by-key mapping, shapes checked, weights_only loading
         convert_official_checkpoint(ckpt, out, tokenizer=tokenizer)
         print(f"wrote {sorted(p.name for p in out.iterdir())} to {out}")

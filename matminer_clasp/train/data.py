@@ -6,7 +6,7 @@ One direction, one place per step:
    this process; nothing is parsed yet.
 2. :func:`load_pairs` fingerprints them (ids + a hash of each structure payload) together with
    the graph-relevant fields of the model config. If a graph cache with that key exists it is
-   loaded (``torch.load(weights_only=True)``); otherwise worker processes parse each CIF, check its
+   loaded (safetensors shards, no pickle); otherwise worker processes parse each CIF, check its
    composition (:func:`~matminer_clasp.train.amcsd.check_composition`) and build its graph with
    :class:`~matminer_clasp.graph.CrystalGraphBuilder`, and the result is written to the cache.
    Bad entries are skipped and reported (``PairData.skipped``, logging), never fatal.
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pymatgen.core import Structure
+from safetensors.torch import load_file, save_file
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 #: Model-config fields that change a cached graph.
 GRAPH_FIELDS = ("radius", "max_num_nbr", "cell", "max_sites", "min_distance", "crystal_encoder",
                 "use_spacegroup", "gaussian_step")
-_CACHE_VERSION = 2  # 2: the composition-only path also rejects overlapping atoms
+_CACHE_VERSION = 3  # 2: composition path rejects overlapping atoms; 3: safetensors shards
 _SHARD_SIZE = 4096
 _NODE_KEYS = ("x",)
 _EDGE_KEYS = ("edge_dist", "edge_attr")
@@ -515,7 +516,7 @@ def _load_cache(folder: Path) -> dict[str, Any] | None:
         index = json.loads(index_path.read_text())
         graphs: list[Data] = []
         for shard in index["shards"]:
-            graphs.extend(_unpack(torch.load(folder / shard, weights_only=True)))
+            graphs.extend(_unpack(load_file(str(folder / shard))))
     except Exception as exc:
         logger.warning("graph cache %s is unreadable (%s); rebuilding it", folder, exc)
         return None
@@ -531,9 +532,10 @@ def _save_cache(folder: Path, ids: list[str], graphs: list[Data], notes: dict[st
     folder.mkdir(parents=True, exist_ok=True)
     shards = []
     for start in range(0, len(graphs), _SHARD_SIZE):
-        name = f"graphs-{start // _SHARD_SIZE:05d}.pt"
+        name = f"graphs-{start // _SHARD_SIZE:05d}.safetensors"
         tmp = folder / f"{name}.tmp{os.getpid()}"
-        torch.save(_pack(graphs[start:start + _SHARD_SIZE]), tmp)
+        packed = _pack(graphs[start:start + _SHARD_SIZE])
+        save_file({k: v.contiguous() for k, v in packed.items()}, str(tmp))
         os.replace(tmp, folder / name)
         shards.append(name)
     index = {"version": _CACHE_VERSION, "ids": ids, "notes": notes, "skipped": skipped,
