@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("model", help="trained model folder (e.g. runs/default/best)")
     parser.add_argument("--run", required=True, help="run folder with train_config.json")
     parser.add_argument("--report", nargs="*", default=[], help="report files to ship")
+    parser.add_argument("--eval-config", default=None,
+                        help="config whose data/split the report used (stage 1 of a two-stage "
+                             "model), shipped as evaluation_config.json")
     args = parser.parse_args()
 
     model = ClaspModel.from_pretrained(args.model)
@@ -40,6 +43,10 @@ def main() -> None:
     for name in ("train_config.json", "data_fingerprint", "train_summary.json"):
         if (run / name).exists():
             shutil.copy(run / name, out / name)
+    if args.eval_config:
+        from matminer_clasp.train.config import TrainConfig
+
+        TrainConfig.from_file(args.eval_config).save(out / "evaluation_config.json")
     for report in args.report:
         shutil.copy(report, out / Path(report).name)
 

@@ -16,7 +16,13 @@ for name in "${RUNS[@]}"; do
   matminer-clasp train "$cfg"
 done
 
-for name in "${RUNS[@]}"; do
+# paper stage 2: keyword captions, the same split (mapped by structure id)
+for name in keywords_stage2 composition_stage2 random_tower_stage2; do
+  python $D/finetune_keywords.py --pretrain-config $D/train_default.yaml \
+      --config $D/train_${name}.yaml
+done
+
+for name in "${RUNS[@]}" keywords_stage2 composition_stage2 random_tower_stage2; do
   model=runs/$name/best
   matminer-clasp evaluate "$model" --config $D/train_default.yaml --split test \
       --out runs/eval/$name/keywords --keywords "${KEYWORDS[@]}" --bootstrap 1000
@@ -25,7 +31,9 @@ for name in "${RUNS[@]}"; do
 done
 
 python $D/make_report.py --config $D/train_default.yaml --out docs/model-report.md \
-    --eval default=runs/eval/default composition=runs/eval/composition \
-           random=runs/eval/random_tower cgcnn=runs/eval/cgcnn \
-           fusion_lr5e-4=runs/eval/fusion_lr5e-4
-python $D/package_model.py runs/default/best --run runs/default --report docs/model-report.md
+    --eval default=runs/eval/keywords_stage2 composition=runs/eval/composition_stage2 \
+           random=runs/eval/random_tower_stage2 stage1=runs/eval/default \
+           composition_stage1=runs/eval/composition random_stage1=runs/eval/random_tower \
+           cgcnn=runs/eval/cgcnn fusion_lr5e-4=runs/eval/fusion_lr5e-4
+python $D/package_model.py runs/keywords_stage2/best --run runs/keywords_stage2 \
+    --eval-config $D/train_default.yaml --report docs/model-report.md

@@ -536,8 +536,8 @@ def add_evaluate_arguments(parser: Any) -> Any:
     parser.add_argument("model", nargs="?", default="default",
                         help="model folder, Hub id, or 'default' (the bundled model; default)")
     parser.add_argument("--config", default=None,
-                        help="training config (YAML/JSON) naming the data and split "
-                             "(default: the model folder's train_config.json)")
+                        help="training config (YAML/JSON) naming the data and split (default: "
+                             "the model folder's evaluation_config.json or train_config.json)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     parser.add_argument("--out", default="clasp-eval",
                         help="folder for report.json and report.md (default: clasp-eval)")
@@ -566,8 +566,11 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
     if config_path is None:  # the data and split the model was trained with
         from matminer_clasp.hub import resolve_model_folder
 
-        config_path = resolve_model_folder(args.model) / "train_config.json"
-        if not config_path.is_file():
+        folder = resolve_model_folder(args.model)
+        # a model fine-tuned in a second stage ships the split of its first stage separately
+        candidates = [folder / "evaluation_config.json", folder / "train_config.json"]
+        config_path = next((c for c in candidates if c.is_file()), None)
+        if config_path is None:
             raise ValueError(f"{args.model} has no train_config.json: pass --config")
     config = TrainConfig.from_file(config_path)
     pairs = load_pairs(config.data, model.config)
