@@ -25,7 +25,7 @@ from matminer.featurizers.base import BaseFeaturizer
 from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
-from matminer_clasp.errors import ClaspError, InvalidStructureError, InvalidTextError
+from matminer_clasp.errors import ClaspError, InvalidTextError
 from matminer_clasp.graph import CrystalGraphBuilder
 from matminer_clasp.hub import resolve_model_folder
 from matminer_clasp.model import io as model_io
@@ -342,7 +342,8 @@ class ClaspFeaturizer(_ClaspEmbedding):
     """CLaSP crystal embedding of a pymatgen ``Structure`` (768 unit-norm coordinates).
 
     The crystal tower of CLaSP (Suzuki et al. 2025): a CGCNN (Xie & Grossman 2018) graph network
-    on the conventional cell, 12 neighbours within 8 angstrom, trained contrastively against
+    on the cell the model's config names (conventional for official weights, as given for the
+    bundled model), 12 neighbours within 8 angstrom, trained contrastively against
     paper titles and keywords so that its vectors share one space with
     :class:`ClaspTextFeaturizer` (cosine similarity = structure-text relevance).
 
@@ -419,7 +420,7 @@ class ClaspFeaturizer(_ClaspEmbedding):
         for start in range(0, len(items), max(int(self.batch_size), 1)):
             chunk = list(items[start : start + max(int(self.batch_size), 1)])
             graphs, rows = [], []
-            for k, built in enumerate(_build_graphs(model, chunk)):
+            for k, built in enumerate(model.build_graphs(chunk, ignore_errors=True)):
                 if isinstance(built, BaseException):
                     errors[start + k] = built
                     if fail_fast:
@@ -538,28 +539,6 @@ def _unpack(entries: Any, name: str) -> list[Any]:
             )
         items.append(entry[0])
     return items
-
-
-def _build_graphs(model: ClaspModel, chunk: list[Any]) -> list[Any]:
-    """Graphs or exceptions, one per structure; an unexpected error only costs its own row."""
-    try:
-        return model.build_graphs(chunk, ignore_errors=True)
-    except Exception:
-        pass
-    built: list[Any] = []
-    for structure in chunk:
-        try:
-            built.extend(model.build_graphs([structure], ignore_errors=True))
-        except Exception as exc:
-            built.append(
-                _with_traceback(
-                    InvalidStructureError(
-                        f"building the crystal graph failed: {type(exc).__name__}: {exc}"
-                    ),
-                    exc,
-                )
-            )
-    return built
 
 
 def _with_traceback(exc: BaseException, cause: BaseException | None = None) -> BaseException:

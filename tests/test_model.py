@@ -231,3 +231,24 @@ def test_encode_structures_streams_a_generator(tiny_model, structures):
     out = tiny_model.encode_structures(gen(), batch_size=4, show_progress_bar=False)
     np.testing.assert_allclose(out, tiny_model.encode_structures(items), atol=1e-6)
     assert consumed == list(range(len(items)))
+
+
+def test_unexpected_graph_builder_failure_costs_only_its_row(tiny_model, structures, monkeypatch):
+    from matminer_clasp.errors import InvalidStructureError
+
+    real = tiny_model.graph_builder
+    odd = structures["triclinic"]
+
+    def builder(structure):
+        if structure is odd:
+            raise RuntimeError("spglib exploded")
+        return real(structure)
+
+    monkeypatch.setattr(tiny_model, "graph_builder", builder)
+    items = [structures["rocksalt"], odd, structures["diamond"]]
+    built = tiny_model.build_graphs(items, ignore_errors=True)
+    assert isinstance(built[1], InvalidStructureError)
+    assert "spglib exploded" in str(built[1]) and isinstance(built[1].__cause__, RuntimeError)
+    assert not isinstance(built[0], Exception) and not isinstance(built[2], Exception)
+    with pytest.raises(InvalidStructureError, match="structure 1: .*RuntimeError"):
+        tiny_model.build_graphs(items)

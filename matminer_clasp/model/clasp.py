@@ -117,15 +117,23 @@ class ClaspModel(nn.Module):
         With ``ignore_errors=True`` a structure that cannot be converted yields its
         :class:`InvalidStructureError` in place of a graph; otherwise the first one is raised,
         naming its position in the input (counted from ``start``, for inputs seen in chunks).
+        An unexpected failure inside pymatgen or spglib is reported the same way (as an
+        :class:`InvalidStructureError` whose ``__cause__`` is the original exception), so one odd
+        structure never costs the others.
         """
         graphs: list[Data | InvalidStructureError] = []
         for i, structure in enumerate(structures, start=start):
             try:
                 graphs.append(self.graph_builder(structure))
-            except InvalidStructureError as exc:
+            except Exception as exc:
+                error = exc if isinstance(exc, InvalidStructureError) else InvalidStructureError(
+                    f"building the crystal graph failed: {type(exc).__name__}: {exc}"
+                )
                 if not ignore_errors:
-                    raise InvalidStructureError(f"structure {i}: {exc}") from exc
-                graphs.append(exc)
+                    raise InvalidStructureError(f"structure {i}: {error}") from exc
+                if error is not exc:
+                    error.__cause__ = exc
+                graphs.append(error)
         return graphs
 
     @torch.inference_mode()
