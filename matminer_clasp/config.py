@@ -34,7 +34,15 @@ class ClaspConfig:
         baseline) or ``"cgcnn+composition"`` (CGCNN pooled vector concatenated with the
         composition MLP output before the head).
     use_spacegroup
-        Add a learned space-group embedding to the pooled crystal vector (not official).
+        Add a learned space-group embedding to the pooled crystal vector (not official). The
+        space group is found with spglib (pymatgen's ``SpacegroupAnalyzer``, default tolerances)
+        when the graph is built.
+    graph_dropout
+        Training only: the probability of zeroing one crystal's whole CGCNN vector in a fused
+        tower (``"cgcnn+composition"``), so that the composition (and space-group) features
+        must carry the embedding alone for that crystal; kept vectors are scaled by
+        ``1 / (1 - p)``. A regulariser against the graph memorising training captions (not
+        official; 0 turns it off).
     orig_atom_fea_len, atom_fea_len, n_conv, nbr_fea_len
         CGCNN sizes: 92-d input atom features, 64-d hidden, 5 gated convolutions, 41 Gaussians.
     crystal_head_layers
@@ -72,6 +80,7 @@ class ClaspConfig:
 
     crystal_encoder: str = "cgcnn"
     use_spacegroup: bool = False
+    graph_dropout: float = 0.0
     orig_atom_fea_len: int = 92
     atom_fea_len: int = 64
     n_conv: int = 5
@@ -111,6 +120,10 @@ class ClaspConfig:
             raise ValueError(
                 f"ClaspConfig.nbr_fea_len={self.nbr_fea_len} does not match radius/gaussian_step "
                 f"({self.radius}/{self.gaussian_step} gives {expected_nbr} Gaussians)"
+            )
+        if not 0.0 <= float(self.graph_dropout) < 1.0:
+            raise ValueError(
+                f"ClaspConfig.graph_dropout must be in [0, 1), got {self.graph_dropout}"
             )
         for name in ("max_num_nbr", "max_sites", "embedding_dim", "max_length", "n_conv"):
             if int(getattr(self, name)) < (0 if name == "n_conv" else 1):

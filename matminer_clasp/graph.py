@@ -109,9 +109,11 @@ class CrystalGraphBuilder:
                 elif cfg.cell == "primitive":
                     structure = sga.get_primitive_standard_structure()
             except Exception as exc:  # spglib failures surface as many exception types
+                needs = [f"cell={cfg.cell!r}"] if cfg.cell != "as_is" else []
+                needs += ["use_spacegroup=True"] if cfg.use_spacegroup else []
                 raise InvalidStructureError(
-                    f"symmetry analysis failed ({type(exc).__name__}: {exc}); use cell='as_is' "
-                    "to skip the cell conversion"
+                    f"symmetry analysis failed ({type(exc).__name__}: {exc}); the model config "
+                    f"needs it for {' and '.join(needs)}"
                 ) from exc
         species = [site.species for site in structure]
         x = torch.from_numpy(site_features(species))

@@ -252,3 +252,43 @@ def test_unexpected_graph_builder_failure_costs_only_its_row(tiny_model, structu
     assert not isinstance(built[0], Exception) and not isinstance(built[2], Exception)
     with pytest.raises(InvalidStructureError, match="structure 1: .*RuntimeError"):
         tiny_model.build_graphs(items)
+
+
+# ------------------------------------------------- fused tower: space group and graph dropout
+def test_fused_tower_with_spacegroup_and_graph_dropout(tmp_path, struct_list):
+    from torch_geometric.data import Batch
+
+    model = make_tiny_model(tmp_path, crystal_encoder="cgcnn+composition", use_spacegroup=True,
+                            graph_dropout=0.5)
+    graphs = model.build_graphs(struct_list[:4])
+    assert all(int(g.spacegroup) > 0 for g in graphs)  # spglib ran for every structure
+    batch = Batch.from_data_list(graphs * 8)
+    tower = model.crystal_tower
+    with torch.no_grad():
+        graph = tower.cgcnn(batch)
+        rest = [tower.composition(batch), tower.spacegroup(batch.spacegroup)]
+
+        def head(scale):
+            return tower.head(torch.cat([graph * scale, *rest], dim=1))
+
+        full = tower(batch)
+        torch.testing.assert_close(full, head(1.0))  # eval mode: nothing dropped
+        tower.training = True  # the tower's own flag only: BatchNorm stays in eval mode
+        torch.manual_seed(0)
+        dropped = tower(batch)
+        tower.training = False
+    # every crystal's whole graph vector is either dropped or kept and scaled by 1 / (1 - p)
+    is_dropped = torch.isclose(dropped, head(0.0), atol=1e-5).all(dim=1)
+    is_kept = torch.isclose(dropped, head(2.0), atol=1e-5).all(dim=1)
+    assert bool((is_dropped ^ is_kept).all())
+    assert 0 < int(is_dropped.sum()) < len(is_dropped)
+    # and the space group changes the embedding
+    other = Batch.from_data_list(graphs[:1])
+    other.spacegroup = torch.tensor([1])
+    with torch.no_grad():
+        assert not torch.allclose(tower(other), tower(Batch.from_data_list(graphs[:1])))
+
+
+def test_graph_dropout_is_checked():
+    with pytest.raises(ValueError, match="graph_dropout"):
+        tiny_config(graph_dropout=1.0)

@@ -113,7 +113,8 @@ class CrystalTower(nn.Module):
     """Crystal encoder + projection head, producing unnormalised ``(B, embedding_dim)`` vectors.
 
     ``config.crystal_encoder`` picks the body (``cgcnn``, ``composition`` or both, concatenated);
-    ``config.use_spacegroup`` appends a learned 32-d space-group embedding.
+    ``config.use_spacegroup`` appends a learned 32-d space-group embedding;
+    ``config.graph_dropout`` drops whole CGCNN vectors of a fused tower during training.
     """
 
     SPACEGROUP_DIM = 32
@@ -132,13 +133,20 @@ class CrystalTower(nn.Module):
         self.spacegroup = nn.Embedding(231, self.SPACEGROUP_DIM) if config.use_spacegroup else None
         if self.spacegroup is not None:
             width += self.SPACEGROUP_DIM
+        fused = self.cgcnn is not None and width > config.atom_fea_len
+        self.graph_dropout = float(config.graph_dropout) if fused else 0.0
         self.head = CrystalHead(width, config.embedding_dim, config.crystal_head_layers)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Embed a batch of crystal graphs."""
         parts = []
         if self.cgcnn is not None:
-            parts.append(self.cgcnn(batch))
+            graph = self.cgcnn(batch)
+            if self.training and self.graph_dropout > 0:
+                p = self.graph_dropout
+                keep = torch.rand(graph.shape[0], 1, device=graph.device) >= p
+                graph = graph * keep.to(graph.dtype) / (1.0 - p)
+            parts.append(graph)
         if self.composition is not None:
             parts.append(self.composition(batch))
         if self.spacegroup is not None:

@@ -179,10 +179,19 @@ def test_cli_arguments():
 
 
 def test_keyword_presets():
-    from matminer_clasp.train.evaluate import AMCSD_KEYWORDS, KEYWORD_PRESETS, PAPER_CONCEPTS
+    from matminer_clasp.train.evaluate import (
+        AMCSD_EXTENDED_KEYWORDS,
+        AMCSD_KEYWORDS,
+        KEYWORD_PRESETS,
+        PAPER_CONCEPTS,
+        STRUCTURE_FAMILIES,
+    )
 
-    assert len(AMCSD_KEYWORDS) == 16 and "mica" not in AMCSD_KEYWORDS
+    assert len(AMCSD_KEYWORDS) == 10 and set(STRUCTURE_FAMILIES) <= set(AMCSD_KEYWORDS)
+    assert len(AMCSD_EXTENDED_KEYWORDS) == 16 and "mica" not in AMCSD_EXTENDED_KEYWORDS
+    assert set(AMCSD_KEYWORDS) <= set(AMCSD_EXTENDED_KEYWORDS)
     assert KEYWORD_PRESETS["amcsd"] is AMCSD_KEYWORDS
+    assert KEYWORD_PRESETS["amcsd-extended"] is AMCSD_EXTENDED_KEYWORDS
     assert KEYWORD_PRESETS["paper"] is PAPER_CONCEPTS
 
 
