@@ -18,6 +18,11 @@ _CRYSTAL_ENCODERS = ("cgcnn", "composition", "cgcnn+composition")
 _POOLINGS = ("pooler", "cls", "mean")
 _TEXT_WEIGHTS = ("checkpoint", "external")
 
+#: Settings an ensemble member may override (its crystal tower and text head).
+MEMBER_FIELDS = ("crystal_encoder", "use_spacegroup", "graph_dropout", "orig_atom_fea_len",
+                 "atom_fea_len", "n_conv", "crystal_head_layers", "composition_hidden_dim",
+                 "text_head_layers", "text_hidden_dim")
+
 
 @dataclass
 class ClaspConfig:
@@ -76,6 +81,15 @@ class ClaspConfig:
         Size of the shared space (official: 768).
     normalize_eps
         ``eps`` of the final L2 normalisation (official: 1e-6).
+    members
+        An ensemble in one space (not official; ``None``: a single model). One dict per member
+        with overrides of the :data:`MEMBER_FIELDS` (its crystal tower and text head); every
+        member gets ``embedding_dim // len(members)`` dimensions, and the embedding is the
+        concatenation of the members' unit vectors divided by ``sqrt(len(members))``, so the
+        cosine of a structure and a text is the **mean of the members' cosines**. The
+        top-level ``crystal_encoder`` and ``use_spacegroup`` decide what the graph builder
+        computes and must cover every member. Built by
+        :func:`~matminer_clasp.model.ensemble.merge_models` from separately trained members.
     """
 
     crystal_encoder: str = "cgcnn"
@@ -103,6 +117,7 @@ class ClaspConfig:
     text_hidden_dim: int = 768
     embedding_dim: int = 768
     normalize_eps: float = 1e-6
+    members: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -128,6 +143,43 @@ class ClaspConfig:
         for name in ("max_num_nbr", "max_sites", "embedding_dim", "max_length", "n_conv"):
             if int(getattr(self, name)) < (0 if name == "n_conv" else 1):
                 raise ValueError(f"ClaspConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.members is not None:
+            self.member_configs()  # validates the members
+
+    def member_configs(self) -> list[ClaspConfig]:
+        """Full single-model configs of the ensemble's members (``[]`` for a single model)."""
+        if self.members is None:
+            return []
+        k = len(self.members)
+        if k < 2:
+            raise ValueError(f"ClaspConfig.members needs at least 2 members, got {k}")
+        if self.embedding_dim % k:
+            raise ValueError(
+                f"ClaspConfig.embedding_dim={self.embedding_dim} is not divisible by the "
+                f"{k} members"
+            )
+        base = {**self.to_dict(), "members": None, "embedding_dim": self.embedding_dim // k}
+        configs = []
+        for i, member in enumerate(self.members):
+            unknown = sorted(set(member) - set(MEMBER_FIELDS))
+            if unknown:
+                raise ValueError(
+                    f"ClaspConfig.members[{i}] has keys {unknown} that are not member settings; "
+                    f"a member may set {list(MEMBER_FIELDS)}"
+                )
+            cfg = ClaspConfig(**{**base, **member})
+            if cfg.uses_graph and not self.uses_graph:
+                raise ValueError(
+                    f"ClaspConfig.members[{i}] uses a crystal graph, but the top-level "
+                    f"crystal_encoder={self.crystal_encoder!r} builds none"
+                )
+            if cfg.use_spacegroup and not self.use_spacegroup:
+                raise ValueError(
+                    f"ClaspConfig.members[{i}] uses the space group; set use_spacegroup=True at "
+                    "the top level so that the graph builder computes it"
+                )
+            configs.append(cfg)
+        return configs
 
     @property
     def uses_graph(self) -> bool:

@@ -1,5 +1,6 @@
-"""Model code: the crystal tower, the text tower, their heads and ``ClaspModel``."""
+"""Model code: the crystal tower, the text tower, their heads, ``ClaspModel`` and ensembles."""
 
 from matminer_clasp.model.clasp import ClaspModel
+from matminer_clasp.model.ensemble import merge_models
 
-__all__ = ["ClaspModel"]
+__all__ = ["ClaspModel", "merge_models"]

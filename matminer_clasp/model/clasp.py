@@ -26,6 +26,7 @@ from matminer_clasp.errors import InvalidStructureError, InvalidTextError
 from matminer_clasp.graph import CrystalGraphBuilder
 from matminer_clasp.hub import resolve_text_model
 from matminer_clasp.model.crystal import CrystalTower
+from matminer_clasp.model.ensemble import EnsembleCrystalTower
 from matminer_clasp.model.text import TextTower
 
 
@@ -68,7 +69,9 @@ class ClaspModel(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(resolve_text_model(self.config.text_model))
         self.tokenizer = tokenizer
         self.graph_builder = CrystalGraphBuilder(self.config)
-        self.crystal_tower = CrystalTower(self.config)
+        self.crystal_tower = (
+            EnsembleCrystalTower(self.config) if self.config.members else CrystalTower(self.config)
+        )
         self.text_tower = TextTower(self.config, text_encoder)
 
     # ------------------------------------------------------------------ tensors in, tensors out

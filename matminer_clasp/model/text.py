@@ -7,6 +7,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from matminer_clasp.config import ClaspConfig
+from matminer_clasp.model.ensemble import EnsembleTextHead
 from matminer_clasp.model.heads import TextHead
 
 
@@ -34,8 +35,11 @@ class TextTower(nn.Module):
         if config.freeze_text:
             self.bert.requires_grad_(False)
         hidden = int(bert.config.hidden_size)
-        self.head = TextHead(
-            hidden, config.text_hidden_dim, config.embedding_dim, config.text_head_layers
+        self.head: nn.Module = (
+            EnsembleTextHead(hidden, config)
+            if config.members
+            else TextHead(hidden, config.text_hidden_dim, config.embedding_dim,
+                          config.text_head_layers)
         )
 
     def pooled_features(

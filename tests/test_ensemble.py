@@ -1,0 +1,78 @@
+"""Ensembles in one space: merge_models, the member configs, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from matminer_clasp.config import ClaspConfig
+from matminer_clasp.model import ClaspModel, merge_models
+from tests.conftest import make_tiny_model, tiny_config
+
+TEXTS = ["garnet", "layered perovskite", "spinel ferrite", "high-pressure olivine"]
+
+
+@pytest.fixture
+def struct_list(structures):
+    return [structures[n] for n in ["rocksalt", "diamond", "hexagonal", "triclinic", "disordered"]]
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("members")
+    graph = make_tiny_model(tmp, seed=0, embedding_dim=16, crystal_encoder="cgcnn+composition",
+                            use_spacegroup=True)
+    comp = make_tiny_model(tmp, seed=0, embedding_dim=16, crystal_encoder="composition")
+    return graph, comp
+
+
+def test_merged_cosine_is_the_mean_of_member_cosines(members, struct_list):
+    merged = merge_models(members)
+    assert merged.config.embedding_dim == 32 and len(merged.config.members) == 2
+    assert merged.config.crystal_encoder == "cgcnn+composition" and merged.config.use_spacegroup
+    x, t = merged.encode_structures(struct_list), merged.encode_texts(TEXTS)
+    assert x.shape == (len(struct_list), 32) and t.shape == (len(TEXTS), 32)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+    mean = np.mean([m.encode_structures(struct_list) @ m.encode_texts(TEXTS).T
+                    for m in members], axis=0)
+    np.testing.assert_allclose(x @ t.T, mean, atol=1e-5)
+
+
+def test_merged_model_round_trips(members, struct_list, tmp_path):
+    merged = merge_models(members)
+    merged.save_pretrained(tmp_path / "ens")
+    again = ClaspModel.from_pretrained(tmp_path / "ens")
+    assert again.config.members == merged.config.members
+    np.testing.assert_allclose(again.encode_structures(struct_list),
+                               merged.encode_structures(struct_list), atol=1e-6)
+    np.testing.assert_allclose(again.encode_texts(TEXTS), merged.encode_texts(TEXTS), atol=1e-6)
+
+
+def test_members_must_agree(members, tmp_path):
+    graph, _ = members
+    other_dim = make_tiny_model(tmp_path, seed=0, embedding_dim=8, crystal_encoder="composition")
+    with pytest.raises(ValueError, match="embedding_dim"):
+        merge_models([graph, other_dim])
+    other_bert = make_tiny_model(tmp_path, seed=1, embedding_dim=16)
+    with pytest.raises(ValueError, match="text-encoder weights"):
+        merge_models([graph, other_bert])
+    with pytest.raises(ValueError, match="at least 2"):
+        merge_models([graph])
+
+
+def test_member_config_checks():
+    cfg = tiny_config(crystal_encoder="cgcnn+composition", use_spacegroup=True,
+                      members=[{"crystal_encoder": "cgcnn"}, {"crystal_encoder": "composition"}])
+    subs = cfg.member_configs()
+    assert [c.embedding_dim for c in subs] == [16, 16]
+    assert [c.crystal_encoder for c in subs] == ["cgcnn", "composition"]
+    assert ClaspConfig.from_dict(cfg.to_dict()).members == cfg.members
+    with pytest.raises(ValueError, match="not member settings"):
+        tiny_config(members=[{"radius": 5.0}, {}])
+    with pytest.raises(ValueError, match="builds none"):
+        tiny_config(crystal_encoder="composition", members=[{"crystal_encoder": "cgcnn"}, {}])
+    with pytest.raises(ValueError, match="use_spacegroup=True"):
+        tiny_config(members=[{"use_spacegroup": True}, {}])
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_config(embedding_dim=32, members=[{}, {}, {}])
