@@ -414,6 +414,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """``merge OUT_DIR MODEL MODEL [MODEL ...]``."""
+    from matminer_clasp.model import ClaspModel, merge_models
+
+    if len(args.models) < 2:
+        raise CliInputError(f"merge needs at least 2 member models, got {len(args.models)}")
+    members = [ClaspModel.from_pretrained(m) for m in args.models]
+    merged = merge_models(members)
+    merged.save_pretrained(args.out_dir)
+    print(f"merged {len(members)} members ({merged.config.embedding_dim}-d) into {args.out_dir}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``train CONFIG``."""
     from matminer_clasp.train.config import TrainConfig
@@ -464,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``matminer-clasp`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="matminer-clasp",
-        description="CLaSP crystal-text embeddings: embed, index, screen, classify, plot, train.",
+        description="CLaSP crystal-text embeddings: embed, index, screen, classify, plot, train, "
+        "evaluate, merge.",
     )
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -520,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-model", default=None, help="text encoder id (default: SciBERT)")
     p.add_argument("--tokenizer", default=None, help="local tokenizer folder (offline use)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("merge", help="ensemble of trained models in one space")
+    p.add_argument("out_dir", help="model folder to write")
+    p.add_argument("models", nargs="+", help="member model folders or Hub ids (2 or more)")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("train", help="train a CLaSP model from a YAML/JSON config")
     p.add_argument("config", help="training config (.yaml, .yml or .json)")

@@ -38,12 +38,13 @@ def run(argv, capsys):
 def test_help_subprocess():
     res = subprocess.run(["matminer-clasp", "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
-    for command in ("embed", "index", "screen", "classify", "plot", "convert", "train", "evaluate"):
+    for command in ("embed", "index", "screen", "classify", "plot", "convert", "train", "evaluate",
+                    "merge"):
         assert command in res.stdout
 
 
 @pytest.mark.parametrize("command", ["embed", "index", "screen", "classify", "plot", "convert",
-                                     "train", "evaluate"])
+                                     "train", "evaluate", "merge"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([command, "--help"])

@@ -76,3 +76,18 @@ def test_member_config_checks():
         tiny_config(members=[{"use_spacegroup": True}, {}])
     with pytest.raises(ValueError, match="divisible"):
         tiny_config(embedding_dim=32, members=[{}, {}, {}])
+
+
+def test_merge_command(members, struct_list, tmp_path, capsys):
+    from matminer_clasp import cli
+
+    folders = []
+    for i, m in enumerate(members):
+        m.save_pretrained(tmp_path / f"m{i}")
+        folders.append(str(tmp_path / f"m{i}"))
+    assert cli.main(["merge", str(tmp_path / "ens"), *folders]) == 0
+    assert "merged 2 members (32-d)" in capsys.readouterr().out
+    merged = ClaspModel.from_pretrained(tmp_path / "ens")
+    np.testing.assert_allclose(merged.encode_structures(struct_list),
+                               merge_models(members).encode_structures(struct_list), atol=1e-6)
+    assert cli.main(["merge", str(tmp_path / "one"), folders[0]]) == 2  # clear error, no crash

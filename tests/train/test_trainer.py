@@ -41,7 +41,7 @@ def make_pairs(model: ClaspModel, n: int = 24, seed: int = 0) -> PairData:
     return PairData(ids=ids, graphs=graphs, captions=captions, meta=meta, skipped={})
 
 
-def tiny_model_with_vocab(tmp: Path, seed: int = 0) -> ClaspModel:
+def tiny_model_with_vocab(tmp: Path, seed: int = 0, **overrides) -> ClaspModel:
     """conftest's tiny model with a tokenizer that really uses the tiny vocabulary.
 
     (``BertTokenizerFast(vocab_file=...)`` in conftest ignores the file under transformers 5,
@@ -49,7 +49,7 @@ def tiny_model_with_vocab(tmp: Path, seed: int = 0) -> ClaspModel:
     the folder reads ``vocab.txt``.) Mean pooling: the random 1-layer BERT's [CLS]/pooler output
     hardly depends on the other tokens, which would leave the text BatchNorm with ~0 variance.
     """
-    model = make_tiny_model(tmp, seed=seed, text_pooling="mean")
+    model = make_tiny_model(tmp, seed=seed, text_pooling="mean", **overrides)
     model.tokenizer = BertTokenizerFast.from_pretrained(str(tmp / "vocab"), do_lower_case=True)
     return model
 
@@ -308,3 +308,27 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, pairs):
     assert (tmp_path / "two" / "checkpoint-3" / "trainer_state.json").is_file()
     meta = json.loads((tmp_path / "two" / "checkpoint-3" / "trainer_state.json").read_text())
     assert len(meta["rng"]) == 2 and meta["info"]["world_size"] == 2
+
+
+def test_finetune_a_merged_ensemble(tmp_path, tiny_model_dir, pairs):
+    # the bundled model is an ensemble: fine-tuning it must train every member's heads
+    from matminer_clasp.model import merge_models
+
+    member = ClaspModel.from_pretrained(tiny_model_dir)
+    comp = tiny_model_with_vocab(tmp_path / "comp", crystal_encoder="composition")
+    merged = merge_models([member, comp])
+    merged.save_pretrained(tmp_path / "ens")
+    rows, cb = record()
+    out = fit(base_config(tmp_path / "run", tmp_path / "ens", max_steps=12), pairs=pairs,
+              splits=_splits(pairs), callbacks=[cb])
+    losses = [r["loss"] for r in rows]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    before = load_file(str(tmp_path / "ens" / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    for i in (0, 1):
+        key = f"text_tower.head.members.{i}.out.weight"
+        assert not torch.equal(before[key], after[key]), key
+        key = f"crystal_tower.members.{i}.head.out.weight"
+        assert not torch.equal(before[key], after[key]), key
+    again = ClaspModel.from_pretrained(out)
+    assert again.config.members is not None and again.encode_texts(["garnet"]).shape == (1, 64)
