@@ -20,7 +20,8 @@ _TEXT_WEIGHTS = ("checkpoint", "external")
 
 #: Settings an ensemble member may override (its crystal tower and text head).
 MEMBER_FIELDS = ("crystal_encoder", "use_spacegroup", "graph_dropout", "orig_atom_fea_len",
-                 "atom_fea_len", "n_conv", "crystal_head_layers", "composition_hidden_dim",
+                 "atom_fea_len", "n_conv", "crystal_head_layers", "crystal_hidden_dim",
+                 "composition_hidden_dim",
                  "text_head_layers", "text_hidden_dim")
 
 
@@ -52,6 +53,9 @@ class ClaspConfig:
         CGCNN sizes: 92-d input atom features, 64-d hidden, 5 gated convolutions, 41 Gaussians.
     crystal_head_layers
         Number of ``Linear -> ReLU -> BatchNorm`` blocks in the crystal head (official: 2).
+    crystal_hidden_dim
+        Width of the crystal head's hidden layers; ``None``: ``embedding_dim`` (official). Lets a
+        narrow ensemble member keep a wide head.
     radius, max_num_nbr, gaussian_step
         Neighbour cut-off in angstrom, neighbours kept per atom and Gaussian spacing.
     cell
@@ -100,6 +104,7 @@ class ClaspConfig:
     n_conv: int = 5
     nbr_fea_len: int = 41
     crystal_head_layers: int = 2
+    crystal_hidden_dim: int | None = None
     composition_hidden_dim: int = 256
     radius: float = 8.0
     max_num_nbr: int = 12

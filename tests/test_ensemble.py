@@ -91,3 +91,13 @@ def test_merge_command(members, struct_list, tmp_path, capsys):
     np.testing.assert_allclose(merged.encode_structures(struct_list),
                                merge_models(members).encode_structures(struct_list), atol=1e-6)
     assert cli.main(["merge", str(tmp_path / "one"), folders[0]]) == 2  # clear error, no crash
+
+
+def test_narrow_member_keeps_a_wide_crystal_head(tmp_path, struct_list):
+    model = make_tiny_model(tmp_path, embedding_dim=8, crystal_hidden_dim=24,
+                            crystal_encoder="composition")
+    head = model.crystal_tower.head
+    assert head.proj.out_features == 24 and head.out.out_features == 8
+    assert model.encode_structures(struct_list).shape == (len(struct_list), 8)
+    model.save_pretrained(tmp_path / "m")
+    assert ClaspModel.from_pretrained(tmp_path / "m").config.crystal_hidden_dim == 24

@@ -1,33 +1,52 @@
 #!/usr/bin/env bash
 # Trains and evaluates the bundled default model and its baselines on AMCSD (2 CPU cores).
-# Run from the repository root. Each CGCNN training run takes 15-30 min on 2 busy cores; the
-# composition-only runs take a few minutes.
+# Run from the repository root. A graph run (CGCNN) takes 15-30 min on 2 busy cores, a
+# composition-only run a few minutes; the runs are independent, so two can go at once.
+#
+# The bundled model is a four-member ensemble in one 768-d space (ClaspConfig.members): two
+# graph members (CGCNN + composition + space group, seeds 42 and 43) and two composition members
+# (seeds 42 and 43), 192-d each, every member trained in the paper's two stages by itself.
 set -euo pipefail
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 D=benchmarks/default_model
+stage2() {  # paper stage 2: keyword captions, the stage-1 split mapped by structure id
+  python $D/finetune_keywords.py --pretrain-config $D/train_default.yaml --config "$1"
+}
 
-# stage 1 (titles): the shipped model (sg: CGCNN + composition + space group), the two
-# baselines (composition-only; the shipped architecture with its crystal tower frozen at random
-# initialisation), then the ablations (same trainer, split and stopping rule)
-STAGE1=(sg composition random_sg comp_sg default)
-for name in "${STAGE1[@]}"; do
+# members of the shipped ensemble, and two more composition seeds for the composition ensemble
+MEMBERS=(member_graph_s42 member_graph_s43 member_comp_s42 member_comp_s43 member_comp_s44
+         member_comp_s45)
+for name in "${MEMBERS[@]}"; do
+  matminer-clasp train $D/$name.yaml
+  stage2 $D/${name}_stage2.yaml
+done
+
+# baselines (composition-only tower; the shipped graph architecture with its crystal tower
+# frozen at random initialisation) and ablations (one 768-d graph model; composition + space
+# group; CGCNN + composition without space group), each in both stages
+for name in composition random_sg sg comp_sg default; do
   matminer-clasp train $D/train_${name}.yaml
 done
-
-# stage 2 (paper): keyword captions, the same split (mapped by structure id)
-for name in sg_stage2 composition_stage2 random_sg_stage2 comp_sg_stage2 keywords_stage2; do
-  python $D/finetune_keywords.py --pretrain-config $D/train_default.yaml \
-      --config $D/train_${name}.yaml
+for name in composition_stage2 random_sg_stage2 sg_stage2 comp_sg_stage2 keywords_stage2; do
+  stage2 $D/train_${name}.yaml
 done
+
+# ensembles: the shipped one (after stage 2, and after stage 1), graph-only, composition-only
+R=runs
+matminer-clasp merge $R/ensemble/best $R/member_graph_s4{2,3}_stage2/best \
+    $R/member_comp_s4{2,3}_stage2/best
+matminer-clasp merge $R/ensemble_stage1/best $R/member_graph_s4{2,3}/best $R/member_comp_s4{2,3}/best
+matminer-clasp merge $R/graph_ensemble/best $R/member_graph_s4{2,3}_stage2/best
+matminer-clasp merge $R/comp_ensemble/best $R/member_comp_s4{2,3,4,5}_stage2/best
 
 # every model on the same test split: the amcsd keyword set (targets), the extended set and
 # the paper's six concepts
-for name in "${STAGE1[@]}" sg_stage2 composition_stage2 random_sg_stage2 comp_sg_stage2 \
-            keywords_stage2; do
+for name in ensemble ensemble_stage1 graph_ensemble comp_ensemble composition_stage2 \
+            random_sg_stage2 sg_stage2 comp_sg_stage2 keywords_stage2 composition random_sg; do
   for part in "keywords amcsd" "extended amcsd-extended" "paper paper"; do
     set -- $part
-    matminer-clasp evaluate "runs/$name/best" --config $D/train_default.yaml --split test \
-        --out "runs/eval/$name/$1" --keywords "$2" --bootstrap 1000
+    matminer-clasp evaluate "$R/$name/best" --config $D/train_default.yaml --split test \
+        --out "$R/eval/$name/$1" --keywords "$2" --bootstrap 1000
   done
 done
 
@@ -35,9 +54,12 @@ done
 # packaged model
 python $D/make_report.py --config $D/train_default.yaml --out docs/model-report.md \
     --json-out $D/results/report.json \
-    --eval default=runs/eval/sg_stage2 composition=runs/eval/composition_stage2 \
-           random=runs/eval/random_sg_stage2 comp_sg=runs/eval/comp_sg_stage2 \
-           no_sg=runs/eval/keywords_stage2 stage1=runs/eval/sg \
-           composition_stage1=runs/eval/composition random_stage1=runs/eval/random_sg
-python $D/package_model.py runs/sg_stage2/best --run runs/sg_stage2 \
-    --eval-config $D/train_default.yaml --report docs/model-report.md
+    --eval default=$R/eval/ensemble composition=$R/eval/composition_stage2 \
+           random=$R/eval/random_sg_stage2 comp_ensemble=$R/eval/comp_ensemble \
+           graph_ensemble=$R/eval/graph_ensemble sg=$R/eval/sg_stage2 \
+           comp_sg=$R/eval/comp_sg_stage2 no_sg=$R/eval/keywords_stage2 \
+           stage1=$R/eval/ensemble_stage1 composition_stage1=$R/eval/composition \
+           random_stage1=$R/eval/random_sg
+python $D/package_model.py $R/ensemble/best --eval-config $D/train_default.yaml \
+    --train-configs $D/member_graph_s4{2,3}{,_stage2}.yaml $D/member_comp_s4{2,3}{,_stage2}.yaml \
+    --fingerprint $R/member_graph_s42_stage2/data_fingerprint --report docs/model-report.md

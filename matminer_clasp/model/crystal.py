@@ -135,7 +135,8 @@ class CrystalTower(nn.Module):
             width += self.SPACEGROUP_DIM
         fused = self.cgcnn is not None and width > config.atom_fea_len
         self.graph_dropout = float(config.graph_dropout) if fused else 0.0
-        self.head = CrystalHead(width, config.embedding_dim, config.crystal_head_layers)
+        self.head = CrystalHead(width, config.embedding_dim, config.crystal_head_layers,
+                                config.crystal_hidden_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Embed a batch of crystal graphs."""

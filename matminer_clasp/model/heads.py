@@ -30,16 +30,20 @@ class _Block(nn.Module):
 
 
 class CrystalHead(nn.Module):
-    """Official crystal head: ``proj->bn->relu``, ``n_blocks`` x ``lin->relu->bn``, ``out``."""
+    """Official crystal head: ``proj->bn->relu``, ``n_blocks`` x ``lin->relu->bn``, ``out``.
 
-    def __init__(self, in_dim: int, dim: int, n_blocks: int) -> None:
+    The hidden width is ``dim`` (official) unless ``hidden_dim`` is given.
+    """
+
+    def __init__(self, in_dim: int, dim: int, n_blocks: int, hidden_dim: int | None = None) -> None:
         super().__init__()
-        self.proj = nn.Linear(in_dim, dim)
-        self.bn = nn.BatchNorm1d(dim)
+        hidden = hidden_dim or dim
+        self.proj = nn.Linear(in_dim, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
         self.blocks = nn.ModuleList(
-            _Block(dim, dim, relu_before_norm=True) for _ in range(n_blocks)
+            _Block(hidden, hidden, relu_before_norm=True) for _ in range(n_blocks)
         )
-        self.out = nn.Linear(dim, dim)
+        self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project pooled crystal vectors ``(B, in_dim)`` to ``(B, dim)``."""
