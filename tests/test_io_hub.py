@@ -202,8 +202,14 @@ def test_bundled_default_model(structures):
     np.testing.assert_allclose(np.linalg.norm(emb), 1.0, atol=1e-5)
     texts = model.encode_texts(["garnet", "spinel"])
     assert texts[0] @ texts[1] < 0.999  # a real text encoder: different words, different vectors
-    for name in ("train_config.json", "data_fingerprint", "model-report.md"):
+    for name in ("train_configs.json", "evaluation_config.json", "data_fingerprint",
+                 "model-report.md"):
         assert (BUNDLED_MODEL_DIR / name).is_file(), name
+    # an ensemble in one space: 768-d in all, cosines = mean of the members' cosines
+    assert model.config.embedding_dim == 768 and len(model.config.members) == 4
+    members = model.config.member_configs()
+    assert sorted(c.crystal_encoder for c in members) == ["cgcnn+composition"] * 2 + [
+        "composition"] * 2
 
 
 def test_default_alias_names_the_bundled_model(tmp_path, monkeypatch):

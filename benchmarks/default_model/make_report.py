@@ -27,11 +27,14 @@ from matminer_clasp.train.data import load_pairs
 from matminer_clasp.train.evaluate import STRUCTURE_FAMILIES, keyword_counts
 
 LABELS = {
-    "default": "CLaSP default (CGCNN + composition + space group; titles, then keywords)",
+    "default": "CLaSP default: ensemble of 2 graph + 2 composition members (titles, then "
+               "keywords)",
     "composition": "composition-only tower (titles, then keywords)",
     "random": "untrained (random) crystal tower (titles, then keywords)",
     "comp_sg": "ablation: composition + space group, no graph (titles, then keywords)",
-    "no_sg": "ablation: CGCNN + composition, no space group (titles, then keywords)",
+    "comp_ensemble": "composition-only ensemble, 4 seeds (titles, then keywords)",
+    "graph_ensemble": "ablation: the two graph members alone (titles, then keywords)",
+    "sg": "ablation: one 768-d graph model, CGCNN + composition + space group (both stages)",
     "stage1": "CLaSP default after stage 1 only (titles)",
     "composition_stage1": "composition-only tower, stage 1 only",
     "random_stage1": "random crystal tower, stage 1 only",

@@ -23,11 +23,11 @@ done
 
 # baselines (composition-only tower; the shipped graph architecture with its crystal tower
 # frozen at random initialisation) and ablations (one 768-d graph model; composition + space
-# group; CGCNN + composition without space group), each in both stages
-for name in composition random_sg sg comp_sg default; do
+# group), each in both stages
+for name in composition random_sg sg comp_sg; do
   matminer-clasp train $D/train_${name}.yaml
 done
-for name in composition_stage2 random_sg_stage2 sg_stage2 comp_sg_stage2 keywords_stage2; do
+for name in composition_stage2 random_sg_stage2 sg_stage2 comp_sg_stage2; do
   stage2 $D/train_${name}.yaml
 done
 
@@ -42,7 +42,7 @@ matminer-clasp merge $R/comp_ensemble/best $R/member_comp_s4{2,3,4,5}_stage2/bes
 # every model on the same test split: the amcsd keyword set (targets), the extended set and
 # the paper's six concepts
 for name in ensemble ensemble_stage1 graph_ensemble comp_ensemble composition_stage2 \
-            random_sg_stage2 sg_stage2 comp_sg_stage2 keywords_stage2 composition random_sg; do
+            random_sg_stage2 sg_stage2 comp_sg_stage2 composition random_sg; do
   for part in "keywords amcsd" "extended amcsd-extended" "paper paper"; do
     set -- $part
     matminer-clasp evaluate "$R/$name/best" --config $D/train_default.yaml --split test \
@@ -57,7 +57,7 @@ python $D/make_report.py --config $D/train_default.yaml --out docs/model-report.
     --eval default=$R/eval/ensemble composition=$R/eval/composition_stage2 \
            random=$R/eval/random_sg_stage2 comp_ensemble=$R/eval/comp_ensemble \
            graph_ensemble=$R/eval/graph_ensemble sg=$R/eval/sg_stage2 \
-           comp_sg=$R/eval/comp_sg_stage2 no_sg=$R/eval/keywords_stage2 \
+           comp_sg=$R/eval/comp_sg_stage2 \
            stage1=$R/eval/ensemble_stage1 composition_stage1=$R/eval/composition \
            random_stage1=$R/eval/random_sg
 python $D/package_model.py $R/ensemble/best --eval-config $D/train_default.yaml \
