@@ -6,7 +6,7 @@ Usage::
 
     python benchmarks/default_model/finetune_keywords.py \\
         --pretrain-config benchmarks/default_model/train_default.yaml \\
-        --config benchmarks/default_model/train_keywords_stage2.yaml
+        --config benchmarks/default_model/member_graph_s42_stage2.yaml
 
 A grouped split computed on keyword captions would group by keyword string, not by paper, and
 so would not match the pre-training split: this script maps the pre-training split onto the
