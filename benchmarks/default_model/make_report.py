@@ -235,12 +235,6 @@ def main() -> None:
         "its own, merged with `matminer-clasp merge`; its cosine is the mean of the members' "
         "cosines. The composition-only ensemble merges four composition members (seeds 42-45) "
         "the same way.",
-        "- The shipped model is an ensemble in one 768-d space (`ClaspConfig.members`): two "
-        "graph members (CGCNN + composition + space group, seeds 42 and 43) and two "
-        "composition members (seeds 42 and 43), 192-d each and each trained in both stages on "
-        "its own, merged with `matminer-clasp merge`; its cosine is the mean of the members' "
-        "cosines. The composition-only ensemble merges four composition members (seeds 42-45) "
-        "the same way.",
         "",
         "## Keywords",
         "",
