@@ -19,9 +19,9 @@ _POOLINGS = ("pooler", "cls", "mean")
 _TEXT_WEIGHTS = ("checkpoint", "external")
 
 #: Settings an ensemble member may override (its crystal tower and text head).
-MEMBER_FIELDS = ("crystal_encoder", "use_spacegroup", "graph_dropout", "orig_atom_fea_len",
-                 "atom_fea_len", "n_conv", "crystal_head_layers", "crystal_hidden_dim",
-                 "composition_hidden_dim",
+#: (The atom-feature width is not one: the graph builder fixes it for every member.)
+MEMBER_FIELDS = ("crystal_encoder", "use_spacegroup", "graph_dropout", "atom_fea_len", "n_conv",
+                 "crystal_head_layers", "crystal_hidden_dim", "composition_hidden_dim",
                  "text_head_layers", "text_hidden_dim")
 
 

@@ -70,6 +70,8 @@ def test_member_config_checks():
     assert ClaspConfig.from_dict(cfg.to_dict()).members == cfg.members
     with pytest.raises(ValueError, match="not member settings"):
         tiny_config(members=[{"radius": 5.0}, {}])
+    with pytest.raises(ValueError, match="not member settings"):  # fixed by the graph builder
+        tiny_config(members=[{"orig_atom_fea_len": 64}, {}])
     with pytest.raises(ValueError, match="builds none"):
         tiny_config(crystal_encoder="composition", members=[{"crystal_encoder": "cgcnn"}, {}])
     with pytest.raises(ValueError, match="use_spacegroup=True"):
