@@ -14,131 +14,27 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-from matminer_clasp.errors import ClaspError
-
-_STRUCTURE_SUFFIXES = (".cif", ".cif.gz", ".vasp", ".poscar")
-_TABLE_SUFFIXES = (".parquet", ".pq", ".json", ".jsonl", ".ndjson", ".csv")
+from matminer_clasp.errors import ClaspError, InputError
 
 
-class CliInputError(ClaspError, ValueError):
+class CliInputError(InputError):
     """An input path, option or table the command cannot use."""
 
 
 # ---------------------------------------------------------------------------- reading inputs
-def _structure_files(folder: Path) -> list[Path]:
-    def wanted(p: Path) -> bool:
-        name = p.name
-        return name.lower().endswith(_STRUCTURE_SUFFIXES) or name.startswith(("POSCAR", "CONTCAR"))
-
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and wanted(p)]
-    if not files:
-        raise CliInputError(f"{folder} has no structure files ({', '.join(_STRUCTURE_SUFFIXES)})")
-    return files
-
-
-def _read_table(path: Path) -> Any:
-    from matminer_clasp.readers import read_table
-
-    try:
-        return read_table(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise CliInputError(f"cannot read {path} as a table: {exc}") from exc
-
-
-def _to_structure(value: Any) -> Any:
-    from pymatgen.core import IStructure, Structure
-
-    if isinstance(value, IStructure):
-        return value
-    if isinstance(value, dict):
-        return Structure.from_dict(value)
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        return Structure.from_dict(json.loads(value))
-    if isinstance(value, str) and value.strip():
-        return Structure.from_str(value, fmt="cif")
-    raise ValueError(f"not a structure (a pymatgen dict, JSON or CIF text): {type(value).__name__}")
-
-
-def _parse(kind: str, value: Any) -> tuple[Any, str | None]:
-    from pymatgen.core import Structure
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = Structure.from_file(value) if kind == "file" else _to_structure(value)
-        return structure, None
-    except Exception as exc:  # noqa: BLE001 - recorded per row, reported to the user
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-
-
 def read_records(
-    path: str | os.PathLike[str],
-    shard: tuple[int, int] | None = None,
-    structure_column: str = "structure",
-    id_column: str = "id",
+    path: str | os.PathLike[str], shard: tuple[int, int] | None = None, recursive: bool = False
 ) -> Any:
-    """Read a CIF folder or a table into a DataFrame ``id, structure, error, <other columns>``.
+    """Read INPUT through the one door (:func:`matminer_clasp.structures.read_structures`)."""
+    from matminer_clasp.structures import read_structures
 
-    Unreadable entries keep their row with ``structure=None`` and the reason in ``error``. With
-    ``shard=(i, n)`` only the ``i``-th (0-based) of ``n`` contiguous parts is parsed. A table with
-    ``clasp_<i>`` columns (the output of ``embed``) is returned as is, without structures.
-    """
-    import numpy as np
-    import pandas as pd
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CliInputError(f"{path} does not exist")
-    if path.is_dir():
-        files = _structure_files(path)
-        frame = pd.DataFrame({"id": [_stem(f) for f in files], "_src": files})
-        kind = "file"
-    elif path.name.lower().endswith(_STRUCTURE_SUFFIXES):
-        frame, kind = pd.DataFrame({"id": [_stem(path)], "_src": [path]}), "file"
-    elif path.name.lower().endswith(_TABLE_SUFFIXES):
-        frame, kind = _read_table(path), "value"
-        if any(str(c).startswith("clasp_") for c in frame.columns):
-            return _shard(frame, shard)
-        if structure_column not in frame.columns:
-            raise CliInputError(
-                f"{path} has no {structure_column!r} column (columns: {list(frame.columns)[:10]})"
-            )
-        frame = frame.rename(columns={structure_column: "_src"})
-        if id_column in frame.columns:
-            frame = frame.rename(columns={id_column: "id"})
-        else:
-            frame.insert(0, "id", np.arange(len(frame)))
-    else:
-        raise CliInputError(
-            f"{path}: expected a folder of CIF files, a .cif file or a table "
-            f"({', '.join(_TABLE_SUFFIXES)})"
-        )
-    frame = _shard(frame, shard).reset_index(drop=True)
-    parsed = [_parse(kind, v) for v in frame["_src"]]
-    frame.insert(1, "structure", [p[0] for p in parsed])
-    frame.insert(2, "error", [p[1] for p in parsed])
-    return frame.drop(columns="_src")
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    return name[: -len(".cif.gz")] if name.lower().endswith(".cif.gz") else path.stem
-
-
-def _shard(frame: Any, shard: tuple[int, int] | None) -> Any:
-    if shard is None:
-        return frame
-    i, n = shard
-    bounds = [len(frame) * k // n for k in range(n + 1)]
-    return frame.iloc[bounds[i] : bounds[i + 1]]
+    return read_structures(path, recursive=recursive, shard=shard)
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -182,12 +78,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MATMINER_CLASP_CACHE", "~/.cache/matminer_clasp")).expanduser()
 
 
-def _warn_skipped(skipped: list[tuple[Any, str]], total: int, shown: int = 5) -> None:
-    """One summary on stderr; the full list stays in the index (``index.json``, "skipped")."""
+def _warn_skipped(
+    skipped: list[tuple[Any, str]], total: int, shown: int = 5,
+    where: str = "'skipped' in the index's index.json",
+) -> None:
+    """One summary on stderr; the full list stays in the output (``where``)."""
     if not skipped:
         return
     print(f"warning: skipped {len(skipped)} of {total} entries that cannot be embedded "
-          "(all listed under 'skipped' in the index's index.json), e.g.:", file=sys.stderr)
+          f"(all listed under {where}), e.g.:", file=sys.stderr)
     for rid, err in skipped[:shown]:
         print(f"  {rid}: {str(err).splitlines()[0][:160]}", file=sys.stderr)
 
@@ -197,11 +96,11 @@ def _build_index(records: Any, args: argparse.Namespace, model: Any) -> Any:
 
     ok = records["structure"].notna()
     good = records[ok].reset_index(drop=True)
-    meta = good.drop(columns=[c for c in ("structure", "error") if c in good.columns])
+    meta = good.drop(columns=[c for c in ("structure", "error", "note") if c in good.columns])
     index = EmbeddingIndex.build(
         list(good["structure"]), ids=list(good["id"]), metadata=meta.drop(columns="id"),
         model=model, batch_size=args.batch_size, show_progress_bar=True,
-        dtype="float16" if getattr(args, "fp16", False) else "float32", ignore_errors=True,
+        dtype="float16" if getattr(args, "fp16", False) else "float32", errors="skip",
     )
     index.skipped = [(r, e) for r, e in zip(records["id"][~ok], records["error"][~ok])] + (
         index.skipped
@@ -260,7 +159,7 @@ def _corpus(args: argparse.Namespace, model: Any) -> Any:
         return _amcsd_index(args, model)
     if not getattr(args, "input", None):
         raise CliInputError("give an INPUT path, --index DIR or --amcsd")
-    records = read_records(args.input)
+    records = read_records(args.input, recursive=args.recursive)
     cols = [c for c in records.columns if str(c).startswith("clasp_")]
     if cols:  # the output of `matminer-clasp embed`
         ok = np.isfinite(records[cols].to_numpy(float)).all(axis=1)
@@ -275,34 +174,38 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from matminer_clasp.inputs import embed_structures, reduced_formula
+    from matminer_clasp.inputs import reduced_formula
 
-    records = read_records(args.input, args.shard)
+    records = read_records(args.input, args.shard, args.recursive)
     model = _model(args)
-    ok = np.flatnonzero(records["structure"].notna().to_numpy())
-    ids = list(records["id"])
-    emb, kept, skipped = embed_structures(
-        model, [records["structure"][i] for i in ok], [ids[i] for i in ok], args.batch_size,
-        True, args.device, ignore_errors=True,
+    readable = records["structure"].notna().to_numpy()
+    ok = np.flatnonzero(readable)
+    emb, report = model.encode_structures(
+        [records["structure"][i] for i in ok], args.batch_size, True, args.device,
+        errors="nan", ids=[records["id"][i] for i in ok], return_report=True,
     )
     out = np.full((len(records), model.config.embedding_dim), np.nan, np.float32)
-    out[ok[kept]] = emb
+    out[ok] = emb
     errors = records["error"].to_numpy(dtype=object)
-    for (_rid, msg), i in zip(skipped, np.setdiff1d(ok, ok[kept])):
-        errors[i] = msg
+    notes = records["note"].to_numpy(dtype=object)
+    for k, exc in report.errors.items():
+        errors[ok[k]] = str(exc)
+    for k, extra in report.notes.items():
+        notes[ok[k]] = "; ".join([n for n in [notes[ok[k]], *extra] if n])
     formulas = [reduced_formula(x) for x in records["structure"]]
     table = pd.concat(
-        [pd.DataFrame({"id": records["id"], "formula": formulas, "error": errors}),
+        [pd.DataFrame({"id": records["id"], "formula": formulas, "error": errors,
+                       "note": notes}),
          pd.DataFrame(out, columns=[f"clasp_{i}" for i in range(out.shape[1])])],
         axis=1,
     )
     table["id"] = table["id"].astype(str)
     Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
-    n_bad = int(pd.notna(errors).sum())
-    for rid, msg in zip(table["id"][pd.notna(errors)], errors[pd.notna(errors)]):
-        print(f"warning: {rid}: {msg}", file=sys.stderr)
-    print(f"embedded {len(table) - n_bad}/{len(table)} structures ({n_bad} errors) -> {args.out}")
+    bad = pd.notna(errors)
+    _warn_skipped(list(zip(table["id"][bad], errors[bad])), len(table), where="the 'error' column")
+    print(f"embedded {len(table) - int(bad.sum())}/{len(table)} structures "
+          f"({int(bad.sum())} errors, {int(pd.notna(notes).sum())} repaired) -> {args.out}")
     return 0
 
 
@@ -312,7 +215,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.amcsd:
         records = _amcsd_records(args)
     elif args.input:
-        records = read_records(args.input)
+        records = read_records(args.input, recursive=args.recursive)
     else:
         raise CliInputError("give an INPUT path or --amcsd")
     index = _build_index(records, args, model)
@@ -357,15 +260,27 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = _model(args)
     clf = ZeroShotClassifier(labels[0] if args.binary and len(labels) == 1 else labels,
                              model=model, binary=args.binary, batch_size=args.batch_size).fit()
-    records = read_records(args.input)
+    records = read_records(args.input, recursive=args.recursive)
+    errors = records["error"].to_numpy(dtype=object) if "error" in records else None
     cols = [c for c in records.columns if str(c).startswith("clasp_")]
     if cols:
         X = records[cols].to_numpy(float)
-        ok = np.isfinite(X).all(axis=1)
-        X = X[ok]
-    else:
-        ok = records["structure"].notna().to_numpy()
-        X = list(records["structure"][ok])
+    else:  # the one path: unembeddable structures get NaN rows and their reason
+        readable = np.flatnonzero(records["structure"].notna().to_numpy())
+        X = np.full((len(records), model.config.embedding_dim), np.nan)
+        emb, report = model.encode_structures(
+            [records["structure"][i] for i in readable], args.batch_size, True, args.device,
+            errors="nan", ids=[records["id"][i] for i in readable], return_report=True,
+        )
+        X[readable] = emb
+        for k, exc in report.errors.items():
+            errors[readable[k]] = str(exc)
+    ok = np.isfinite(X).all(axis=1)
+    X = X[ok]
+    if errors is not None:
+        bad = pd.notna(errors)
+        _warn_skipped(list(zip(records["id"][bad], errors[bad])), len(records),
+                      where="the 'error' column")
     names = [f"p_{c}" for c in (["no", "yes"] if args.binary else labels)]
     proba = np.full((len(records), len(names)), np.nan)
     pred = np.full(len(records), None, dtype=object)
@@ -374,8 +289,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         pred[ok] = clf.classes_[proba[ok].argmax(axis=1)]
     out = pd.DataFrame({"id": records["id"], "prediction": pred})
     out = pd.concat([out, pd.DataFrame(proba, columns=names)], axis=1)
-    if "error" in records:
-        out["error"] = records["error"].to_numpy()
+    if errors is not None:
+        out["error"] = errors
     if args.out:
         out.to_csv(args.out, index=False)
     _print_table(out, list(out.columns))
@@ -457,6 +372,9 @@ def _common(p: argparse.ArgumentParser, batch: bool = True) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
     if batch:
         p.add_argument("--batch-size", type=int, default=64, help="structures per forward pass")
+    if any(a.dest == "input" for a in p._actions):
+        p.add_argument("--recursive", action="store_true",
+                       help="also read the sub-folders of an INPUT folder")
 
 
 def _amcsd_options(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,14 @@ class InvalidTextError(ClaspError, ValueError):
     """A text input is not a string or is empty."""
 
 
+class InputError(ClaspError, ValueError):
+    """An input path, folder or table cannot be used (missing, empty, no structure column)."""
+
+
+class EncodingError(ClaspError, RuntimeError):
+    """The model failed on an input it was given (an error in the forward pass, NaN output)."""
+
+
 class ModelLoadError(ClaspError, OSError):
     """A model folder or Hub repository cannot be resolved or its weights cannot be loaded."""
 
@@ -36,6 +44,8 @@ __all__ = [
     "ClaspError",
     "InvalidStructureError",
     "InvalidTextError",
+    "InputError",
+    "EncodingError",
     "ModelLoadError",
     "CheckpointConversionError",
     "DatasetError",

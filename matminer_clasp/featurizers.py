@@ -1,9 +1,10 @@
 """matminer featurizers: CLaSP embeddings of structures and of texts as DataFrame columns.
 
-Follow a DataFrame: ``featurize_dataframe`` (matminer) -> :meth:`featurize_many` (here: rows in
-chunks of ``batch_size``) -> ``ClaspModel.build_graphs`` / ``check_text`` (bad rows become NaN
-plus a recorded error) -> one ``ClaspModel.encode_graphs`` / ``encode_texts`` call per chunk ->
-one list of floats per row, in input order.
+Follow a DataFrame: ``featurize_dataframe`` (matminer) -> :meth:`featurize_many` ->
+``ClaspModel.encode_structures(..., errors="nan")`` (the one path from inputs to vectors; bad
+rows come back as NaN plus their reason) or ``check_text`` + ``ClaspModel.encode_texts`` -> one
+list of floats per row, in input order. The featurizers add matminer's conventions on top
+(``ignore_errors``, ``return_errors``, the row named in the error).
 
 The featurizers only know matminer's row and error conventions; tensors stay in
 :class:`~matminer_clasp.ClaspModel` and pymatgen in :mod:`matminer_clasp.graph`.
@@ -26,10 +27,11 @@ from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import ClaspError, InvalidTextError
-from matminer_clasp.graph import CrystalGraphBuilder
+from matminer_clasp.graph import INFERENCE_MAX_SITES
 from matminer_clasp.hub import resolve_model_folder
 from matminer_clasp.model import io as model_io
 from matminer_clasp.model.clasp import ClaspModel, check_text
+from matminer_clasp.structures import check_structure, to_structure
 
 CLASP_BIBTEX = (
     "@article{suzuki2025clasp,\n"
@@ -301,42 +303,6 @@ class _ClaspEmbedding(BaseFeaturizer):
         """
         raise NotImplementedError
 
-    def _encode_checked(
-        self,
-        encode: Callable[[list[Any]], np.ndarray],
-        inputs: list[Any],
-        rows: list[int],
-        out: np.ndarray,
-        errors: dict[int, BaseException],
-    ) -> None:
-        """Encode ``inputs`` in one call into ``out[rows]``; on failure retry one by one.
-
-        A row whose embedding is not finite, or whose single-item call fails, gets an error.
-        """
-        try:
-            emb = encode(inputs)
-        except Exception:  # find the input that breaks the batch; the others keep their rows
-            emb = np.full((len(inputs), out.shape[1]), np.nan, dtype=np.float32)
-            for k, single in enumerate(inputs):
-                try:
-                    emb[k] = encode([single])[0]
-                except Exception as exc:
-                    errors[rows[k]] = _with_traceback(
-                        RuntimeError(
-                            f"the model failed on this input: {type(exc).__name__}: {exc}"
-                        ),
-                        exc,
-                    )
-        for k, row in enumerate(rows):
-            if row in errors:
-                continue
-            if not np.isfinite(emb[k]).all():
-                errors[row] = _with_traceback(
-                    RuntimeError("the model produced NaN or infinite values for this input")
-                )
-            else:
-                out[row] = emb[k]
-
 
 class ClaspFeaturizer(_ClaspEmbedding):
     """CLaSP crystal embedding of a pymatgen ``Structure`` (768 unit-norm coordinates).
@@ -394,12 +360,10 @@ class ClaspFeaturizer(_ClaspEmbedding):
 
         Reads only the model's ``config.json``; no weights are loaded.
         """
-        cache = self._cached()
-        if "builder" not in cache:
-            cache["builder"] = CrystalGraphBuilder(self.get_config())
+        bound = max(INFERENCE_MAX_SITES, self.get_config().max_sites)
         try:
-            cache["builder"].validate(structure)
-        except Exception:
+            check_structure(to_structure(structure)[0], bound)
+        except Exception:  # noqa: BLE001 - any reason means "cannot be embedded"
             return False
         return True
 
@@ -410,32 +374,21 @@ class ClaspFeaturizer(_ClaspEmbedding):
         progress: Callable[[int], Any] | None = None,
     ) -> tuple[np.ndarray, dict[int, BaseException]]:
         model = self.get_model()
-        device = self._device()
-        out = np.full((len(items), model.config.embedding_dim), np.nan, dtype=np.float32)
-        errors: dict[int, BaseException] = {}
-
-        def encode(graphs: list[Any]) -> np.ndarray:
-            return model.encode_graphs(graphs, len(graphs), device, self.normalize_embeddings)
-
-        for start in range(0, len(items), max(int(self.batch_size), 1)):
-            chunk = list(items[start : start + max(int(self.batch_size), 1)])
-            graphs, rows = [], []
-            for k, built in enumerate(model.build_graphs(chunk, ignore_errors=True)):
-                if isinstance(built, BaseException):
-                    errors[start + k] = built
-                    if fail_fast:
-                        return out, {start + k: built}
-                else:
-                    graphs.append(built)
-                    rows.append(start + k)
-            if graphs:
-                self._encode_checked(encode, graphs, rows, out, errors)
+        size = max(int(self.batch_size), 1)
+        chunks, errors = [], {}
+        for start in range(0, len(items), size):  # chunks only for the progress bar
+            emb, report = model.encode_structures(
+                items[start : start + size], size, False, self._device(),
+                self.normalize_embeddings, errors="nan", return_report=True,
+            )
+            chunks.append(emb)
+            errors.update({start + k: _with_traceback(e) for k, e in report.errors.items()})
             if fail_fast and errors:
                 first = min(errors)
-                return out, {first: errors[first]}
+                return emb, {first: errors[first]}
             if progress is not None:
-                progress(len(chunk))
-        return out, errors
+                progress(len(emb))
+        return np.concatenate(chunks), errors
 
 
 #: The structure featurizer under its descriptive name.
@@ -492,26 +445,19 @@ class ClaspTextFeaturizer(_ClaspEmbedding):
             else:
                 valid.append(i)
         model = self.get_model()
-        device = self._device()
         out = np.full((len(items), model.config.embedding_dim), np.nan, dtype=np.float32)
-
-        def encode(texts: list[str]) -> np.ndarray:
-            return model.encode_texts(
-                texts, len(texts), False, device, normalize_embeddings=self.normalize_embeddings
+        if valid:
+            out[valid] = model.encode_texts(
+                [items[i] for i in valid], max(int(self.batch_size), 1), False, self._device(),
+                normalize_embeddings=self.normalize_embeddings,
             )
-
+        for i in valid:
+            if not np.isfinite(out[i]).all():
+                errors[i] = _with_traceback(
+                    RuntimeError("the model produced NaN or infinite values for this input")
+                )
         if progress is not None:
-            progress(len(items) - len(valid))
-        valid.sort(key=lambda i: -len(items[i]))  # stable: equal lengths keep input order
-        size = max(int(self.batch_size), 1)
-        for start in range(0, len(valid), size):
-            rows = valid[start : start + size]
-            self._encode_checked(encode, [items[i] for i in rows], rows, out, errors)
-            if fail_fast and errors:
-                first = min(errors)
-                return out, {first: errors[first]}
-            if progress is not None:
-                progress(len(rows))
+            progress(len(items))
         return out, errors
 
 

@@ -14,7 +14,8 @@ Each graph holds
 ``edge_index``   ``(2, n_atoms * 12)`` int64, row = centre atom, blocks of 12 in distance order
 ``edge_dist``    ``(n_atoms * 12,)`` float32 neighbour distances in angstrom
 ``comp``         ``(1, 101)`` float32 fractional composition (index = Z)
-``spacegroup``   ``(1,)`` int64 international space-group number, 0 when not computed
+``spacegroup``   ``(1,)`` int64 international space-group number, 0 when not computed (the
+                 model does not use it); always 1-230 when computed (see ``find_spacegroup``)
 """
 
 from __future__ import annotations
@@ -24,27 +25,37 @@ from typing import Any
 
 import numpy as np
 import torch
-from pymatgen.core import IStructure, Molecule
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.core import IStructure
 from torch_geometric.data import Data
 
 from matminer_clasp.atom_features import composition_vector, site_features
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import InvalidStructureError
+from matminer_clasp.structures.sites import check_structure, merge_close_sites
+from matminer_clasp.structures.symmetry import find_spacegroup
 
-
-def _describe(obj: Any) -> str:
-    return "None" if obj is None else f"an object of type {type(obj).__name__}"
+#: Default bound on sites at inference (``encode_structures``); training uses ``max_sites``.
+INFERENCE_MAX_SITES = 5000
 
 
 class CrystalGraphBuilder:
     """Turn structures into crystal graphs for a given :class:`ClaspConfig`.
 
+    Every structure first goes through the policies of :mod:`matminer_clasp.structures`:
+    :func:`~matminer_clasp.structures.check_structure` (rejects only what is physically
+    meaningless), :func:`~matminer_clasp.structures.merge_close_sites` (split sites closer than
+    ``min_distance`` become one site) and, when the model needs it,
+    :func:`~matminer_clasp.structures.find_spacegroup` (a tolerance ladder that always answers).
+    :meth:`build` returns the notes those policies wrote; ``__call__`` only the graph.
+
     Parameters
     ----------
     config
-        Supplies ``radius``, ``max_num_nbr``, ``cell``, ``max_sites``, ``min_distance`` and whether
-        the model needs neighbours and space groups.
+        Supplies ``radius``, ``max_num_nbr``, ``cell``, ``min_distance`` and whether the model
+        needs neighbours and space groups.
+    max_sites
+        Structures with more sites (as given) are rejected; default: ``config.max_sites`` (the
+        training bound). Inference passes a larger bound (:data:`INFERENCE_MAX_SITES`).
 
     Examples
     --------
@@ -55,80 +66,50 @@ class CrystalGraphBuilder:
     ((2, 92), (2, 24))
     """
 
-    def __init__(self, config: ClaspConfig | None = None) -> None:
+    def __init__(self, config: ClaspConfig | None = None, max_sites: int | None = None) -> None:
         self.config = config or ClaspConfig()
+        self.max_sites = int(max_sites) if max_sites is not None else self.config.max_sites
 
     def validate(self, structure: Any) -> None:
         """Raise :class:`InvalidStructureError` if ``structure`` cannot become a graph.
 
-        Fast checks only (type, size, finite coordinates, elements with features); overlapping
-        atoms are found while the neighbour list is built.
+        Fast checks only: type, size, finite coordinates and cell, elements with features.
         """
-        if isinstance(structure, Molecule):
-            raise InvalidStructureError(
-                "got a pymatgen Molecule; CLaSP needs a periodic Structure (wrap the molecule in a "
-                "box with Molecule.get_boxed_structure if that is what you mean)"
-            )
-        if not isinstance(structure, IStructure):
-            raise InvalidStructureError(
-                f"expected a pymatgen Structure, got {_describe(structure)}"
-            )
-        n_sites = len(structure)
-        if n_sites == 0:
-            raise InvalidStructureError("the structure has no sites")
-        if n_sites > self.config.max_sites:
-            raise InvalidStructureError(
-                f"the structure has {n_sites} sites, more than max_sites={self.config.max_sites} "
-                "(raise max_sites in the model config to allow it)"
-            )
-        matrix = structure.lattice.matrix
-        if not np.all(np.isfinite(matrix)):
-            raise InvalidStructureError("the lattice has NaN or infinite entries")
-        volume = abs(float(np.linalg.det(matrix)))
-        if not volume > 1e-6:
-            raise InvalidStructureError(f"the lattice is degenerate (volume {volume:.3g} A^3)")
-        bad = np.flatnonzero(~np.isfinite(structure.frac_coords).all(axis=1))
-        if bad.size:
-            raise InvalidStructureError(
-                f"site {int(bad[0])} has NaN or infinite coordinates ({bad.size} such sites)"
-            )
-        # raises for dummy species / elements without features
-        composition_vector([site.species for site in structure])
+        check_structure(structure, self.max_sites)
 
     def __call__(self, structure: Any) -> Data:
         """Build the graph of one structure (see the module docstring for its fields)."""
+        return self.build(structure)[0]
+
+    def build(self, structure: Any) -> tuple[Data, list[str]]:
+        """Build the graph of one structure; also return the policies' notes (``[]`` if none)."""
         self.validate(structure)
         cfg = self.config
+        structure, notes = merge_close_sites(structure, cfg.min_distance)
         spacegroup = 0
         if cfg.cell != "as_is" or cfg.use_spacegroup:
-            try:
-                sga = SpacegroupAnalyzer(structure)
-                spacegroup = int(sga.get_space_group_number())
-                if cfg.cell == "conventional":
-                    structure = sga.get_conventional_standard_structure()
-                elif cfg.cell == "primitive":
-                    structure = sga.get_primitive_standard_structure()
-            except Exception as exc:  # spglib failures surface as many exception types
-                needs = [f"cell={cfg.cell!r}"] if cfg.cell != "as_is" else []
-                needs += ["use_spacegroup=True"] if cfg.use_spacegroup else []
-                raise InvalidStructureError(
-                    f"symmetry analysis failed ({type(exc).__name__}: {exc}); the model config "
-                    f"needs it for {' and '.join(needs)}"
-                ) from exc
+            symmetry = find_spacegroup(structure)
+            notes += symmetry.notes
+            spacegroup = symmetry.number
+            if cfg.cell != "as_is" and symmetry.analyzer is None:
+                notes.append(f"no {cfg.cell} cell without symmetry; the cell is used as given")
+            elif cfg.cell == "conventional":
+                structure = symmetry.analyzer.get_conventional_standard_structure()
+            elif cfg.cell == "primitive":
+                structure = symmetry.analyzer.get_primitive_standard_structure()
         species = [site.species for site in structure]
         x = torch.from_numpy(site_features(species))
         comp = torch.from_numpy(composition_vector(species)).unsqueeze(0)
         n_atoms = len(structure)
         if cfg.uses_graph:
             nbr_idx, nbr_dist = self._neighbours(structure)
-        else:  # no neighbours needed, but overlapping atoms are still invalid input
-            self._neighbor_list(structure, cfg.min_distance)
+        else:
             nbr_idx = np.zeros((n_atoms, 0), dtype=np.int64)
             nbr_dist = np.zeros((n_atoms, 0), dtype=np.float32)
         m = nbr_idx.shape[1]
         centre = np.repeat(np.arange(n_atoms, dtype=np.int64), m)
         edge_index = torch.from_numpy(np.stack([centre, nbr_idx.reshape(-1)]))
-        return Data(
+        graph = Data(
             x=x,
             edge_index=edge_index,
             edge_dist=torch.from_numpy(nbr_dist.reshape(-1).astype(np.float32)),
@@ -136,11 +117,16 @@ class CrystalGraphBuilder:
             spacegroup=torch.tensor([spacegroup], dtype=torch.long),
             num_nodes=n_atoms,
         )
+        return graph, notes
 
     def _neighbor_list(
         self, structure: IStructure, radius: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Periodic neighbour pairs within ``radius``; raise if two sites overlap."""
+        """Periodic neighbour pairs within ``radius``; raise if two sites still overlap.
+
+        Split sites were merged before; what remains this close (a chain of near sites whose
+        merged position lands on another) is reported rather than guessed at.
+        """
         centres, points, _, dists = structure.get_neighbor_list(radius)
         if dists.size and float(dists.min()) < self.config.min_distance:
             k = int(np.argmin(dists))

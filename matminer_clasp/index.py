@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from matminer_clasp.errors import InvalidStructureError
 from matminer_clasp.inputs import (
     CLASP_COLUMN,
     check_embeddings,
-    embed_structures,
     numeric_2d,
     reduced_formula,
     split_inputs,
@@ -112,14 +113,14 @@ class EmbeddingIndex:
         show_progress_bar: bool = True,
         dtype: str = "float32",
         device: Any = None,
-        ignore_errors: bool = False,
+        errors: str = "skip",
     ) -> EmbeddingIndex:
         """Embed ``structures`` once and index them.
 
         Parameters
         ----------
         structures
-            pymatgen structures.
+            pymatgen structures (or their dicts, CIF texts or file paths).
         ids
             One id per structure (default ``0..n-1``); must be unique.
         metadata
@@ -129,21 +130,25 @@ class EmbeddingIndex:
             As in :meth:`ClaspModel.encode_structures`.
         dtype
             ``"float32"`` or ``"float16"``.
-        ignore_errors
-            Skip structures that cannot become a graph (listed in :attr:`skipped` as
-            ``(id, message)``) instead of raising :class:`InvalidStructureError` naming the id.
+        errors
+            ``"skip"`` (default): leave out structures that cannot be embedded, listed in
+            :attr:`skipped` as ``(id, reason)``; ``"raise"``: raise
+            :class:`InvalidStructureError` naming the first one's id.
         """
         structures = list(structures)
         ids = list(range(len(structures))) if ids is None else list(ids)
         if len(ids) != len(structures):
             raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
         meta = _metadata_frame(structures, ids, metadata)
-        clasp = get_model(model)
-        emb, kept, skipped = embed_structures(
-            clasp, structures, ids, batch_size, show_progress_bar, device, ignore_errors
+        if errors not in ("skip", "raise"):
+            raise ValueError(f"errors={errors!r}; expected 'skip' or 'raise'")
+        emb, report = get_model(model).encode_structures(
+            structures, batch_size, show_progress_bar, device, errors=errors, ids=ids,
+            return_report=True,
         )
+        kept = report.kept
         index = cls(emb.astype(dtype), meta.iloc[kept], model=model, dtype=dtype, _normalized=True)
-        index.skipped = skipped
+        index.skipped = report.skipped()
         return index
 
     def add(
@@ -176,9 +181,8 @@ class EmbeddingIndex:
         if clash:
             raise ValueError(f"ids already in the index: {sorted(map(str, clash))[:5]}")
         if structures is not None:
-            clasp = get_model(self.model)
-            emb, kept, _ = embed_structures(
-                clasp, structures, ids, batch_size, show_progress_bar, device, False
+            emb = get_model(self.model).encode_structures(
+                structures, batch_size, show_progress_bar, device, ids=ids
             )
             meta = _metadata_frame(structures, ids, metadata)
         else:
@@ -393,6 +397,7 @@ def screen(
     ids: Sequence[Any] | None = None,
     batch_size: int = 64,
     show_progress_bar: bool = False,
+    errors: str = "skip",
 ) -> pd.DataFrame:
     """Rank a corpus of crystals against one or several text queries.
 
@@ -412,6 +417,10 @@ def screen(
         Ids of the corpus rows (default: the ``id`` column, else ``0..n-1``).
     batch_size, show_progress_bar
         Used when the corpus holds structures that must be embedded first.
+    errors
+        ``"skip"`` (default): structures that cannot be embedded are left out with a warning
+        and listed, with their reasons, in ``result.attrs["skipped"]``; ``"raise"``: the first
+        one raises :class:`~matminer_clasp.errors.InvalidStructureError`.
 
     Returns
     -------
@@ -438,8 +447,22 @@ def screen(
     ids = list(range(n)) if ids is None else list(ids)
     if structures is not None:
         index = EmbeddingIndex.build(
-            structures, ids, meta, model, batch_size, show_progress_bar
+            structures, ids, meta, model, batch_size, show_progress_bar, errors=errors
         )
+        if index.skipped:
+            first = ", ".join(repr(i) for i, _ in index.skipped[:3])
+            warnings.warn(
+                f"screen: {len(index.skipped)} of {n} structures could not be embedded and are "
+                f"not ranked (first: {first}; reasons in result.attrs['skipped'])",
+                stacklevel=2,
+            )
+        if not len(index):
+            raise InvalidStructureError(
+                f"none of the {n} structures could be embedded; first: {index.skipped[0][1]}"
+            )
+        result = index.search(query, top_k)
+        result.attrs["skipped"] = index.skipped
+        return result
     else:
         index = EmbeddingIndex(emb, _metadata_frame(None, ids, meta), model=model)
     return index.search(query, top_k)

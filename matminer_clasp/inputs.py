@@ -4,24 +4,18 @@ Shared by :mod:`~matminer_clasp.zeroshot`, :mod:`~matminer_clasp.index`,
 :mod:`~matminer_clasp.plot` and the CLI, so that every entry point accepts the same inputs:
 :func:`split_inputs` tells structures from embeddings (a ``structure`` column, ``clasp_<i>``
 columns written by ``ClaspFeaturizer``, or a 2-D array), :func:`check_embeddings` validates and
-normalises embeddings, and :func:`embed_structures` embeds structures in chunks while reporting
-the ones that cannot become a graph.
+normalises embeddings. Structures themselves are embedded by ``ClaspModel.encode_structures``,
+the one loop from inputs to vectors.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
-
-from matminer_clasp.errors import InvalidStructureError
-
-if TYPE_CHECKING:
-    from matminer_clasp.model.clasp import ClaspModel
 
 #: Columns written by ``ClaspFeaturizer`` (``clasp_0`` ... ``clasp_767``).
 CLASP_COLUMN = re.compile(r"clasp_\d+")
@@ -129,37 +123,3 @@ def reduced_formula(structure: Any) -> str:
         return structure.composition.reduced_formula
     except Exception:  # noqa: BLE001 - an unreadable structure has no formula, not a crash
         return ""
-
-
-def embed_structures(
-    model: ClaspModel,
-    structures: Sequence[Any],
-    ids: Sequence[Any],
-    batch_size: int,
-    show_progress_bar: bool,
-    device: Any,
-    ignore_errors: bool,
-) -> tuple[np.ndarray, np.ndarray, list[tuple[Any, str]]]:
-    """Embed in chunks; return ``(embeddings, kept positions, [(id, error), ...])``."""
-    chunks, kept, skipped = [], [], []
-    bar = tqdm(total=len(structures), desc="Embedding structures", disable=not show_progress_bar)
-    for start in range(0, len(structures), batch_size):
-        chunk = structures[start : start + batch_size]
-        graphs = model.build_graphs(chunk, ignore_errors=True)
-        good = []
-        for j, graph in enumerate(graphs):
-            if isinstance(graph, InvalidStructureError):
-                if not ignore_errors:
-                    bar.close()
-                    raise InvalidStructureError(f"structure {ids[start + j]!r}: {graph}")
-                skipped.append((ids[start + j], str(graph)))
-            else:
-                good.append(j)
-        if good:
-            chunks.append(model.encode_graphs([graphs[j] for j in good], len(good), device))
-            kept.extend(start + j for j in good)
-        bar.update(len(chunk))
-    bar.close()
-    dim = model.config.embedding_dim
-    emb = np.concatenate(chunks) if chunks else np.empty((0, dim), np.float32)
-    return emb, np.asarray(kept, dtype=np.int64), skipped

@@ -182,9 +182,6 @@ def _bad_inputs() -> dict[str, tuple[object, str]]:
         "molecule": (Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]), "Molecule"),
         "empty": (Structure(lat, [], []), "no sites"),
         "nan": (Structure(lat, ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]]), "site 1.*NaN"),
-        "overlap": (Structure(lat, ["Na", "Cl"], [[0, 0, 0], [0.005, 0, 0]]),
-                    "sites 0 and 1 overlap"),
-        "same_position": (Structure(lat, ["Na", "Cl"], [[0, 0, 0], [0, 0, 0]]), "overlap"),
         "dummy": (Structure(lat, ["Na", DummySpecies("X")], [[0, 0, 0], [0.5, 0.5, 0.5]]),
                   "site 1.*not a chemical element"),
         "no_features": (Structure(lat, ["Md"], [[0, 0, 0]]), "Md.*no CGCNN atom features"),
@@ -235,14 +232,15 @@ def test_embedding_invariant_to_supercell_and_site_order(tiny_model, structures)
         np.testing.assert_allclose(emb[2], emb[0], atol=1e-5, err_msg=f"{name} site order")
 
 
-def test_composition_only_path_rejects_overlapping_atoms_too():
-    from pymatgen.core import Lattice, Structure
-
-    from matminer_clasp.config import ClaspConfig
-    from matminer_clasp.errors import InvalidStructureError
-    from matminer_clasp.graph import CrystalGraphBuilder
-
-    overlapping = Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]])
-    builder = CrystalGraphBuilder(ClaspConfig(crystal_encoder="composition", cell="as_is"))
-    with pytest.raises(InvalidStructureError, match="overlap"):
-        builder(overlapping)
+@pytest.mark.parametrize("encoder", ["cgcnn", "composition"])
+def test_overlapping_atoms_are_merged_with_a_note_on_every_path(encoder):
+    lat = Lattice.cubic(4.0)
+    overlapping = Structure(lat, ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]])
+    single = Structure(lat, ["Cu"], [[0.0005, 0, 0]])
+    builder = CrystalGraphBuilder(ClaspConfig(crystal_encoder=encoder, cell="as_is"))
+    graph, notes = builder.build(overlapping)
+    assert len(notes) == 1 and "merged 2 sites" in notes[0] and "scaled to 1" in notes[0]
+    ref, ref_notes = builder.build(single)
+    assert ref_notes == [] and graph.num_nodes == 1
+    for key in ("x", "comp", "edge_dist"):
+        np.testing.assert_allclose(graph[key].numpy(), ref[key].numpy(), atol=1e-5)

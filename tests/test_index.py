@@ -121,15 +121,15 @@ def test_add_and_remove_without_reembedding(items, tiny_model_dir, rng):
 
 
 def test_bad_structures_named_by_id(items, tiny_model_dir):
-    broken = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0, 0, 0.001]])
-    with pytest.raises(InvalidStructureError, match="'bad'.*overlap"):
+    broken = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0, 0, np.nan]])
+    with pytest.raises(InvalidStructureError, match="'bad'.*NaN"):
         EmbeddingIndex.build([items[0], broken], ids=["ok", "bad"], model=str(tiny_model_dir),
-                             show_progress_bar=False)
+                             show_progress_bar=False, errors="raise")
+    # skipping (and reporting) is the default for a corpus
     index = EmbeddingIndex.build([items[0], broken, items[1]], ids=["a", "bad", "b"],
-                                 model=str(tiny_model_dir), show_progress_bar=False,
-                                 ignore_errors=True)
+                                 model=str(tiny_model_dir), show_progress_bar=False)
     assert index.metadata["id"].tolist() == ["a", "b"]
-    assert index.skipped[0][0] == "bad" and "overlap" in index.skipped[0][1]
+    assert index.skipped[0][0] == "bad" and "NaN" in index.skipped[0][1]
 
 
 def test_bad_queries_and_corpora(index, rng):

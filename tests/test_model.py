@@ -236,15 +236,16 @@ def test_encode_structures_streams_a_generator(tiny_model, structures):
 def test_unexpected_graph_builder_failure_costs_only_its_row(tiny_model, structures, monkeypatch):
     from matminer_clasp.errors import InvalidStructureError
 
-    real = tiny_model.graph_builder
+    builder = tiny_model._builder(None)
+    real = builder.build
     odd = structures["triclinic"]
 
-    def builder(structure):
+    def build(structure):
         if structure is odd:
             raise RuntimeError("spglib exploded")
         return real(structure)
 
-    monkeypatch.setattr(tiny_model, "graph_builder", builder)
+    monkeypatch.setattr(builder, "build", build)
     items = [structures["rocksalt"], odd, structures["diamond"]]
     built = tiny_model.build_graphs(items, ignore_errors=True)
     assert isinstance(built[1], InvalidStructureError)

@@ -8,9 +8,11 @@ Follow a text: :meth:`ClaspModel.encode_texts` -> tokenizer -> :class:`TextTower
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 from collections.abc import Iterable, Sequence, Sized
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,12 +24,13 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from matminer_clasp.config import ClaspConfig
-from matminer_clasp.errors import InvalidStructureError, InvalidTextError
-from matminer_clasp.graph import CrystalGraphBuilder
+from matminer_clasp.errors import EncodingError, InvalidStructureError, InvalidTextError
+from matminer_clasp.graph import INFERENCE_MAX_SITES, CrystalGraphBuilder
 from matminer_clasp.hub import resolve_text_model
 from matminer_clasp.model.crystal import CrystalTower
 from matminer_clasp.model.ensemble import EnsembleCrystalTower
 from matminer_clasp.model.text import TextTower
+from matminer_clasp.structures.read import to_structure
 
 
 def _default_device() -> torch.device:
@@ -113,31 +116,36 @@ class ClaspModel(nn.Module):
 
     # ------------------------------------------------------------------ structures
     def build_graphs(
-        self, structures: Iterable[Any], ignore_errors: bool = False, start: int = 0
+        self,
+        structures: Iterable[Any],
+        ignore_errors: bool = False,
+        start: int = 0,
+        max_sites: int | None = None,
     ) -> list[Data | InvalidStructureError]:
-        """Build one graph per structure.
+        """Build one graph per input (a structure, its dict, CIF text or file path).
 
-        With ``ignore_errors=True`` a structure that cannot be converted yields its
-        :class:`InvalidStructureError` in place of a graph; otherwise the first one is raised,
-        naming its position in the input (counted from ``start``, for inputs seen in chunks).
-        An unexpected failure inside pymatgen or spglib is reported the same way (as an
-        :class:`InvalidStructureError` whose ``__cause__`` is the original exception), so one odd
-        structure never costs the others.
+        Every input goes through :func:`matminer_clasp.structures.to_structure` and the graph
+        builder's policies. With ``ignore_errors=True`` an input that cannot be converted yields
+        its :class:`InvalidStructureError` in place of a graph; otherwise the first one is
+        raised, naming its position (counted from ``start``). The notes of the policies (merged
+        split sites, symmetry fallbacks, CIF retries) are in ``graph.notes`` when there are any.
         """
+        builder = self._builder(max_sites)
         graphs: list[Data | InvalidStructureError] = []
-        for i, structure in enumerate(structures, start=start):
-            try:
-                graphs.append(self.graph_builder(structure))
-            except Exception as exc:
-                error = exc if isinstance(exc, InvalidStructureError) else InvalidStructureError(
-                    f"building the crystal graph failed: {type(exc).__name__}: {exc}"
-                )
-                if not ignore_errors:
-                    raise InvalidStructureError(f"structure {i}: {error}") from exc
-                if error is not exc:
-                    error.__cause__ = exc
-                graphs.append(error)
+        for i, item in enumerate(structures, start=start):
+            built = _build_one(builder, item)
+            if isinstance(built, InvalidStructureError) and not ignore_errors:
+                raise InvalidStructureError(f"structure {i}: {built}") from built.__cause__
+            graphs.append(built)
         return graphs
+
+    def _builder(self, max_sites: int | None) -> CrystalGraphBuilder:
+        bound = max_sites if max_sites is not None else max(
+            INFERENCE_MAX_SITES, self.config.max_sites
+        )
+        if self.graph_builder.config is not self.config or self.graph_builder.max_sites != bound:
+            self.graph_builder = CrystalGraphBuilder(self.config, max_sites=bound)
+        return self.graph_builder
 
     @torch.inference_mode()
     def encode_graphs(
@@ -154,12 +162,44 @@ class ClaspModel(nn.Module):
         try:
             out = np.empty((len(graphs), self.config.embedding_dim), dtype=np.float32)
             for start in range(0, len(graphs), batch_size):
-                batch = Batch.from_data_list(list(graphs[start : start + batch_size])).to(device)
+                chunk = [_without_notes(g) for g in graphs[start : start + batch_size]]
+                batch = Batch.from_data_list(chunk).to(device)
                 emb = self.embed_graphs(batch, normalize=normalize_embeddings)
                 out[start : start + len(emb)] = emb.float().cpu().numpy()
         finally:
             self.train(was_training)
         return out
+
+    def _encode_rows(
+        self,
+        built: list[Data | InvalidStructureError],
+        rows: list[int],
+        out: np.ndarray,
+        device: str | torch.device | None,
+        normalize: bool,
+    ) -> dict[int, EncodingError]:
+        """Embed ``built[rows]`` into ``out[rows]`` in one call; if it fails, one by one.
+
+        Returns the rows whose own forward pass failed, so one input that breaks a kernel never
+        costs the others their embedding.
+        """
+        if not rows:
+            return {}
+        try:
+            out[rows] = self.encode_graphs([built[k] for k in rows], len(rows), device, normalize)
+            return {}
+        except Exception:  # noqa: BLE001 - find the input that breaks the batch
+            pass
+        failed = {}
+        for k in rows:
+            try:
+                out[k] = self.encode_graphs([built[k]], 1, device, normalize)[0]
+            except Exception as exc:  # noqa: BLE001 - reported for this input only
+                failed[k] = EncodingError(
+                    f"the model failed on this structure: {type(exc).__name__}: {exc}"
+                )
+                failed[k].__cause__ = exc
+        return failed
 
     def encode_structures(
         self,
@@ -168,34 +208,54 @@ class ClaspModel(nn.Module):
         show_progress_bar: bool | None = None,
         device: str | torch.device | None = None,
         normalize_embeddings: bool = True,
-    ) -> np.ndarray:
-        """Embed pymatgen structures, in the style of sentence-transformers ``encode``.
+        errors: str = "raise",
+        ids: Sequence[Any] | None = None,
+        max_sites: int | None = None,
+        return_report: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, EncodeReport]:
+        """Embed structures, in the style of sentence-transformers ``encode``.
+
+        This is the one loop from inputs to vectors: featurizers, ``screen``,
+        ``EmbeddingIndex``, the CLI and Dask all call it.
 
         Parameters
         ----------
         structures
-            pymatgen ``Structure`` objects (any iterable; consumed in chunks of ``batch_size``, so
-            a generator over a large corpus keeps memory bounded). A single ``Structure`` gives a
-            ``(1, dim)`` array.
+            pymatgen ``Structure`` objects, their dicts, CIF texts or file paths (any iterable;
+            consumed in chunks of ``batch_size``, so a generator over a large corpus keeps memory
+            bounded). A single ``Structure`` gives a ``(1, dim)`` array.
         batch_size
             Structures per forward pass. Results do not depend on it (eval mode).
         show_progress_bar
-            Show a tqdm bar; default: only for more than one batch when logging is interactive.
+            Show a tqdm bar; default: only for more than four batches of a sized input.
         device
             ``"cpu"``, ``"cuda"``, ...; default: where the model is.
         normalize_embeddings
             Return unit-norm vectors (the CLaSP space); ``False`` gives the raw head output.
+        errors
+            What to do with an input that cannot be embedded: ``"raise"`` (default) raises
+            :class:`InvalidStructureError` naming it; ``"nan"`` gives it a row of NaN; ``"skip"``
+            leaves it out. The reason is kept per input in the report either way.
+        ids
+            Names of the inputs for messages (default: their positions).
+        max_sites
+            Reject structures with more sites; default ``max(INFERENCE_MAX_SITES,
+            config.max_sites)`` = 5,000 (CGCNN's cost grows linearly with the sites).
+        return_report
+            Also return an :class:`EncodeReport` (errors and notes per input, kept positions).
 
         Returns
         -------
-        numpy.ndarray
-            ``(n, embedding_dim)`` float32.
+        numpy.ndarray or (numpy.ndarray, EncodeReport)
+            ``(n, embedding_dim)`` float32 (``(n_kept, dim)`` with ``errors="skip"``).
 
         Raises
         ------
         InvalidStructureError
-            For the first structure that cannot become a graph, naming its index.
+            With ``errors="raise"``, for the first input that cannot be embedded.
         """
+        if errors not in _ERROR_POLICIES:
+            raise ValueError(f"errors={errors!r}; expected one of {_ERROR_POLICIES}")
         if isinstance(structures, IStructure):  # one structure, not an iterable of its sites
             structures = [structures]
         total = len(structures) if isinstance(structures, Sized) else None
@@ -205,18 +265,40 @@ class ClaspModel(nn.Module):
             unit="structure",
             disable=not _want_bar(show_progress_bar, total, batch_size),
         )
-        chunks = []
+        dim = self.config.embedding_dim
+        report = EncodeReport(ids=list(ids) if ids is not None else None)
+        chunks: list[np.ndarray] = []
         iterator = iter(structures)
         start = 0
         with bar:
             while chunk := list(itertools.islice(iterator, batch_size)):
-                graphs = self.build_graphs(chunk, start=start)
-                chunks.append(self.encode_graphs(graphs, len(graphs), device, normalize_embeddings))
+                built = self.build_graphs(chunk, ignore_errors=True, max_sites=max_sites)
+                good = [k for k, g in enumerate(built) if not isinstance(g, Exception)]
+                out = np.full((len(chunk), dim), np.nan, dtype=np.float32)
+                failed = self._encode_rows(built, good, out, device, normalize_embeddings)
+                for k, g in enumerate(built):
+                    i = start + k
+                    if isinstance(g, Exception):
+                        report.errors[i] = g
+                    elif k in failed:
+                        report.errors[i] = failed[k]
+                    elif not np.isfinite(out[k]).all():
+                        report.errors[i] = EncodingError(
+                            "the model produced NaN or infinite values for this structure"
+                        )
+                    elif "notes" in g:
+                        report.notes[i] = list(g.notes)
+                    if i in report.errors and errors == "raise":
+                        exc = report.errors[i]
+                        raise type(exc)(f"structure {report.name(i)}: {exc}") from exc.__cause__
+                chunks.append(out)
                 start += len(chunk)
                 bar.update(len(chunk))
-        if not chunks:
-            return np.empty((0, self.config.embedding_dim), dtype=np.float32)
-        return np.concatenate(chunks)
+        report.n = start
+        emb = np.concatenate(chunks) if chunks else np.empty((0, dim), dtype=np.float32)
+        if errors == "skip":
+            emb = emb[report.kept]
+        return (emb, report) if return_report else emb
 
     # ------------------------------------------------------------------ texts
     @torch.inference_mode()
@@ -313,6 +395,77 @@ class ClaspModel(nn.Module):
         from matminer_clasp.model.io import push_model
 
         return push_model(self, repo_id, private, token, commit_message, revision)
+
+
+_ERROR_POLICIES = ("raise", "nan", "skip")
+
+
+@dataclass
+class EncodeReport:
+    """What :meth:`ClaspModel.encode_structures` did with each input.
+
+    Attributes
+    ----------
+    n
+        Number of inputs seen.
+    errors
+        Position -> why each input that was not embedded failed: an
+        :class:`InvalidStructureError` (the input) or an :class:`EncodingError` (the model).
+    notes
+        Position -> notes of the inputs that were embedded after a repair or fallback (merged
+        split sites, a symmetry fallback, a CIF read with wider tolerances).
+    ids
+        The names given to ``encode_structures`` (``None``: positions are the names).
+    """
+
+    n: int = 0
+    errors: dict[int, InvalidStructureError | EncodingError] = field(default_factory=dict)
+    notes: dict[int, list[str]] = field(default_factory=dict)
+    ids: list[Any] | None = None
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Positions of the embedded inputs, in input order."""
+        bad = np.zeros(self.n, dtype=bool)
+        bad[list(self.errors)] = True
+        return np.flatnonzero(~bad)
+
+    def name(self, i: int) -> str:
+        """How messages name input ``i``: its id (quoted) or its position."""
+        return repr(self.ids[i]) if self.ids is not None and i < len(self.ids) else str(i)
+
+    def skipped(self) -> list[tuple[Any, str]]:
+        """``[(id or position, reason), ...]`` of the inputs that were not embedded."""
+        return [
+            (self.ids[i] if self.ids is not None and i < len(self.ids) else i, str(exc))
+            for i, exc in sorted(self.errors.items())
+        ]
+
+
+def _build_one(builder: CrystalGraphBuilder, item: Any) -> Data | InvalidStructureError:
+    """Input -> graph with its notes, or the reason why not (never raises)."""
+    try:
+        structure, notes = to_structure(item)
+        graph, more = builder.build(structure)
+    except Exception as exc:  # one odd input never costs the others
+        if isinstance(exc, InvalidStructureError):
+            return exc
+        error = InvalidStructureError(
+            f"building the crystal graph failed: {type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = exc
+        return error
+    if notes or more:
+        graph.notes = notes + more
+    return graph
+
+
+def _without_notes(graph: Data) -> Data:
+    if "notes" not in graph:
+        return graph
+    graph = copy.copy(graph)
+    del graph.notes
+    return graph
 
 
 def check_text(text: Any, index: int | None = None) -> None:

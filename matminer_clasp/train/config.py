@@ -235,9 +235,13 @@ class TrainConfig:
         except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
             raise ValueError(f"cannot parse training config {path}: {exc}") from exc
         try:
-            return cls.from_dict(data or {})
+            config = cls.from_dict(data or {})
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid training config {path}: {exc}") from exc
+        ids_file = config.data.ids_file
+        if ids_file is not None and not Path(ids_file).expanduser().is_absolute():
+            config.data.ids_file = str(path.parent / ids_file)  # relative to the config file
+        return config
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

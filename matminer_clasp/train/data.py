@@ -20,15 +20,12 @@ One direction, one place per step:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
 import os
-import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +42,8 @@ from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import InvalidStructureError
 from matminer_clasp.graph import CrystalGraphBuilder
 from matminer_clasp.readers import read_table
-from matminer_clasp.train.amcsd import check_composition, read_amcsd_entries
+from matminer_clasp.structures import parse_cif, to_structure
+from matminer_clasp.train.amcsd import read_amcsd_entries
 from matminer_clasp.train.captions import (
     decode_cif_markup,
     get_keyword_extractor,
@@ -62,7 +60,9 @@ logger = logging.getLogger(__name__)
 #: Model-config fields that change a cached graph.
 GRAPH_FIELDS = ("radius", "max_num_nbr", "cell", "max_sites", "min_distance", "crystal_encoder",
                 "use_spacegroup", "gaussian_step")
-_CACHE_VERSION = 3  # 2: composition path rejects overlapping atoms; 3: safetensors shards
+# 2: composition path rejects overlapping atoms; 3: safetensors shards; 4: the structures
+# package's policies (split sites merged, symmetry ladder, CIF retries)
+_CACHE_VERSION = 4
 _SHARD_SIZE = 4096
 _NODE_KEYS = ("x",)
 _EDGE_KEYS = ("edge_dist", "edge_attr")
@@ -100,6 +100,12 @@ class DataConfig:
         Keep only the first ``max_items`` entries of the source (quick runs, tests).
     drop_placeholder_titles
         Drop entries whose title is a handbook placeholder (AMCSD's Wyckoff entries).
+    ids_file
+        A text file of entry ids, one per line: only these entries are used. It pins a data set
+        to the entries of an earlier run (the bundled model's ``evaluation_config.json`` names
+        the ids it was trained and evaluated on, so that entries the structures package later
+        learned to read do not move its split). A relative path in a config file is relative
+        to that file.
     """
 
     source: str
@@ -117,6 +123,7 @@ class DataConfig:
     n_jobs: int = 2
     max_items: int | None = None
     drop_placeholder_titles: bool = True
+    ids_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.source not in _SOURCES:
@@ -178,7 +185,13 @@ def _sha(text: str | bytes) -> str:
 
 
 def _cif_title(text: str) -> str:
-    """The raw ``_publ_section_title`` value of a CIF (``;`` block, quoted or bare)."""
+    """The raw ``_publ_section_title`` value of a CIF (``;`` block, quoted or bare).
+
+    Read by hand rather than with pymatgen's ``CifFile``: that parser joins the lines of a
+    ``;`` text field into one, and the sample notes AMCSD and COD append to a title
+    (``Note: P = 3.5 GPa``, ``Locality: ...``) are recognised line by line
+    (:func:`~matminer_clasp.train.captions.split_title_notes`).
+    """
     lines = text.splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip()
@@ -242,8 +255,7 @@ def _read_entries(config: DataConfig, frame: pd.DataFrame | None = None) -> list
                 continue
             entry.update(payload=text, raw_title=_cif_title(text),
                          formula=_cif_item(text, "_chemical_formula_sum"),
-                         mineral=_cif_item(text, "_chemical_name_mineral"),
-                         check_formula="_atom_site_type_symbol" not in text)
+                         mineral=_cif_item(text, "_chemical_name_mineral"), check_formula=False)
             entries.append(entry)
         return entries
     table = frame if frame is not None else read_table(config.path)  # type: ignore[arg-type]
@@ -278,6 +290,23 @@ def _read_entries(config: DataConfig, frame: pd.DataFrame | None = None) -> list
     return entries
 
 
+def _pinned(entries: list[dict[str, Any]], ids_file: str | None) -> list[dict[str, Any]]:
+    """The entries named in ``ids_file`` (all of them when it is ``None``), in source order."""
+    if ids_file is None:
+        return entries
+    path = Path(ids_file).expanduser()
+    try:
+        wanted = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    except OSError as exc:
+        raise FileNotFoundError(f"DataConfig.ids_file {path} cannot be read: {exc}") from exc
+    kept = [e for e in entries if e["id"] in wanted]
+    missing = wanted - {e["id"] for e in kept}
+    if missing:
+        logger.warning("%s: %d ids are not in the source (first: %s)", path, len(missing),
+                       ", ".join(sorted(missing)[:5]))
+    return kept
+
+
 def _payload_hash(entry: dict[str, Any]) -> str:
     payload = entry.get("payload")
     if payload is None:
@@ -289,40 +318,15 @@ def _payload_hash(entry: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- parsing (workers)
 
-def parse_cif_text(text: str, formula: str | None = None) -> tuple[Structure, str]:
-    """Parse the first structure of a CIF string (``primitive=False``, warnings silenced).
-
-    With ``formula``, the parsed elements are checked (and misread labels repaired) with
-    :func:`~matminer_clasp.train.amcsd.check_composition`. Returns ``(structure, note)``; raises
-    :class:`InvalidStructureError` with pymatgen's reasons when no structure can be read.
-    """
-    from pymatgen.io.cif import CifParser
-
-    with warnings.catch_warnings(record=True) as caught, redirect_stderr(io.StringIO()):
-        warnings.simplefilter("always")
-        try:
-            structures = CifParser.from_str(text).parse_structures(primitive=False)
-        except Exception as exc:
-            reasons = [str(w.message).split("\n")[-1] for w in caught
-                       if "Occupancy" in str(w.message)]
-            detail = f" ({reasons[0]})" if reasons else ""
-            raise InvalidStructureError(
-                f"no structure could be read from the CIF: {exc}{detail}"
-            ) from exc
-    if not structures:
-        raise InvalidStructureError("the CIF holds no structure")
-    return check_composition(structures[0], formula)
-
-
 def _to_structure(kind: str, payload: Any, formula: str | None) -> tuple[Structure, str]:
+    """One entry through the one door (:mod:`matminer_clasp.structures`); notes joined."""
     if payload is None:
         raise InvalidStructureError("no structure")
-    if kind == "dict":
-        try:
-            return Structure.from_dict(payload), ""
-        except Exception as exc:
-            raise InvalidStructureError(f"not a valid Structure dict: {exc}") from exc
-    return parse_cif_text(payload, formula)
+    if kind == "cif":
+        structure, notes = parse_cif(payload, formula)
+    else:
+        structure, notes = to_structure(payload)
+    return structure, "; ".join(notes)
 
 
 _WORKER: dict[str, Any] = {}
@@ -422,7 +426,7 @@ def load_records(data_config: DataConfig, show_progress_bar: bool = False, *,
         ``locality``, ``placeholder`` (handbook title; kept here, flagged), ``composition_note``.
         Unreadable entries are left out and listed in ``df.attrs["skipped"]`` (id -> reason).
     """
-    entries = _read_entries(data_config, frame)
+    entries = _pinned(_read_entries(data_config, frame), data_config.ids_file)
     skipped: dict[str, str] = {}
     usable = _usable(entries, skipped)
     items = [(e["kind"], e["payload"], e.get("formula") if e.get("check_formula") else None)
@@ -599,7 +603,7 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
     PairData
         Kept pairs in source order, plus ``skipped`` (id -> reason) for every dropped entry.
     """
-    entries = _read_entries(data_config, frame)
+    entries = _pinned(_read_entries(data_config, frame), data_config.ids_file)
     skipped: dict[str, str] = {}
     # graphs are built (and cached) for every readable entry, so that caption choices
     # (placeholders kept or dropped, titles or keywords) reuse the same cache

@@ -24,7 +24,7 @@ def _nan_coords() -> Structure:
 
 def _too_many_sites() -> Structure:
     s = Structure(Lattice.cubic(3.0), ["Fe"], [[0, 0, 0]])
-    s.make_supercell([9, 8, 7])  # 504 sites > max_sites=500
+    s.make_supercell([18, 16, 18])  # 5,184 sites > the inference bound of 5,000
     return s
 
 
@@ -33,10 +33,6 @@ BAD = {
     "empty": (Structure(Lattice.cubic(4.0), [], []), "no sites"),
     "too_many_sites": (_too_many_sites(), "max_sites"),
     "nan_coordinates": (_nan_coords(), "NaN"),
-    "overlapping_atoms": (
-        Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]]),
-        "overlap",
-    ),
     "dummy_species": (
         Structure(Lattice.cubic(4.0), [DummySpecies("X"), "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
         "dummy",
@@ -46,13 +42,15 @@ BAD = {
         "no CGCNN atom features",
     ),
     "none": (None, "got None"),
-    "string": ("NaCl", "got an object of type str"),
+    "string": ("NaCl", "neither CIF text"),
     "dict": ({"lattice": 1}, "type dict"),
 }
 
 VALID_ODDITIES = {
     "one_atom": Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]]),
     "huge_lattice": Structure(Lattice.cubic(500.0), ["Fe", "O"], [[0, 0, 0], [0.003, 0, 0]]),
+    # two atoms on one spot (a duplicated CIF site): merged into one site, with a note
+    "overlapping_atoms": Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.001, 0, 0]]),
     "disordered_with_vacancies": Structure(
         Lattice.cubic(4.2), [{"Mg": 0.4, "Fe": 0.3}, {"O": 0.9}], [[0, 0, 0], [0.5, 0.5, 0.5]]
     ),
