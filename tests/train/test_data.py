@@ -17,7 +17,8 @@ from torch_geometric.data import Data
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.graph import CrystalGraphBuilder
 from matminer_clasp.structures import parse_cif
-from matminer_clasp.train import data as data_mod
+from matminer_clasp.train import graph_cache as graph_cache_mod
+from matminer_clasp.train import sources as sources_mod
 from matminer_clasp.train.amcsd import check_composition, read_amcsd_entries
 from matminer_clasp.train.data import (
     DataConfig,
@@ -136,7 +137,7 @@ def test_graph_cache_reused_and_invalidated(cif_dir, tmp_path, monkeypatch):
         def __init__(self, *args, **kwargs):
             raise RuntimeError("graph builder called")
 
-    monkeypatch.setattr(data_mod, "CrystalGraphBuilder", Boom)
+    monkeypatch.setattr(graph_cache_mod, "CrystalGraphBuilder", Boom)
     second = load_pairs(cfg, MODEL, show_progress_bar=False)  # from cache: builder unused
     assert second.ids == first.ids and second.skipped == first.skipped
     for a, b in zip(first.graphs, second.graphs):
@@ -159,7 +160,7 @@ def test_graph_cache_text_fields_do_not_invalidate(cif_dir, tmp_path, monkeypatc
         def __init__(self, *args, **kwargs):
             raise RuntimeError("graph builder called")
 
-    monkeypatch.setattr(data_mod, "CrystalGraphBuilder", Boom)
+    monkeypatch.setattr(graph_cache_mod, "CrystalGraphBuilder", Boom)
     pairs = load_pairs(cfg, ClaspConfig(cell="as_is", max_length=32, text_head_layers=2),
                        show_progress_bar=False)
     assert len(pairs) == 4
@@ -293,7 +294,7 @@ def _raw_structure(text):
 
 def test_amcsd_placeholders_dropped(tmp_path, monkeypatch):
     # read three known entries (one Wyckoff handbook entry) instead of the first N
-    monkeypatch.setattr(data_mod, "read_amcsd_entries",
+    monkeypatch.setattr(sources_mod, "read_amcsd_entries",
                         lambda path, n, cache_dir: read_amcsd_entries(path, n,
                                                                       ids=[11134, 9319, 5]))
     cfg = DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path))
@@ -308,7 +309,8 @@ def test_amcsd_placeholders_dropped(tmp_path, monkeypatch):
         def __init__(self, *args, **kwargs):
             raise RuntimeError("graph builder called")
 
-    monkeypatch.setattr(data_mod, "CrystalGraphBuilder", Boom)  # caption choices reuse graphs
+    # caption choices reuse graphs
+    monkeypatch.setattr(graph_cache_mod, "CrystalGraphBuilder", Boom)
     kept = load_pairs(DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path),
                                  drop_placeholder_titles=False), MODEL, show_progress_bar=False)
     assert kept.ids[0] == "amcsd-11134"
