@@ -13,8 +13,8 @@ One direction, one place per step:
 2. :func:`load_pairs` fingerprints them (ids + a hash of each structure payload) together with
    the graph-relevant fields of the model config. If a graph cache with that key exists it is
    loaded (safetensors shards, no pickle); otherwise worker processes read each entry through
-   the one door for inputs (:mod:`matminer_clasp.structures`: CIF retries, composition repair) and build
-   its graph with :class:`~matminer_clasp.graph.CrystalGraphBuilder` (split-site and symmetry
+   the one door for inputs (:mod:`matminer_clasp.structures`: CIF retries, composition repair)
+   and build its graph with :class:`~matminer_clasp.graph.CrystalGraphBuilder` (split-site and symmetry
    policies), and the result is written to the cache
    (:mod:`~matminer_clasp.train.graph_cache`).
    Bad entries are skipped and reported (``PairData.skipped``, logging), never fatal.
