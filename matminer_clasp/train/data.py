@@ -14,9 +14,8 @@ One direction, one place per step:
    the graph-relevant fields of the model config. If a graph cache with that key exists it is
    loaded (safetensors shards, no pickle); otherwise worker processes read each entry through
    the one door for inputs (:mod:`matminer_clasp.structures`: CIF retries, composition repair)
-   and build its graph with :class:`~matminer_clasp.graph.CrystalGraphBuilder` (split-site and symmetry
-   policies), and the result is written to the cache
-   (:mod:`~matminer_clasp.train.graph_cache`).
+   and build its graph with :class:`~matminer_clasp.graph.CrystalGraphBuilder` (split-site
+   and symmetry policies); the result is written to the cache (:mod:`.graph_cache`).
    Bad entries are skipped and reported (``PairData.skipped``, logging), never fatal.
 3. Captions are titles (:func:`~matminer_clasp.train.captions.title_caption`) or keyword lists
    (:func:`~matminer_clasp.train.captions.keyword_captions`, cached separately).
