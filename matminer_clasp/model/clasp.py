@@ -1,18 +1,19 @@
 """``ClaspModel``: crystal tower + text tower in one shared, L2-normalised space.
 
-Follow a structure: :meth:`ClaspModel.encode_structures` -> :class:`CrystalGraphBuilder` (one graph
-per structure) -> ``torch_geometric`` batch -> :class:`CrystalTower` -> ``F.normalize`` -> numpy.
+Follow a structure (the one path from any input to a vector): :meth:`ClaspModel.encode_structures`
+-> per input :func:`~matminer_clasp.model.encoding.build_graph` (``structures.to_structure``, then
+:class:`CrystalGraphBuilder` with its split-site and symmetry policies; a failure becomes that
+input's error, never the batch's) -> ``torch_geometric`` batch -> :class:`CrystalTower` ->
+``F.normalize`` -> numpy, with an :class:`~matminer_clasp.model.encoding.EncodeReport`.
 Follow a text: :meth:`ClaspModel.encode_texts` -> tokenizer -> :class:`TextTower` ->
 ``F.normalize`` -> numpy. Loading and saving are in :mod:`matminer_clasp.model.io`.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
 from collections.abc import Iterable, Sequence, Sized
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,19 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from matminer_clasp.config import ClaspConfig
-from matminer_clasp.errors import EncodingError, InvalidStructureError, InvalidTextError
+from matminer_clasp.errors import EncodingError, InvalidStructureError
 from matminer_clasp.graph import INFERENCE_MAX_SITES, CrystalGraphBuilder
 from matminer_clasp.hub import resolve_text_model
 from matminer_clasp.model.crystal import CrystalTower
+from matminer_clasp.model.encoding import (
+    ERROR_POLICIES,
+    EncodeReport,
+    build_graph,
+    check_text,
+    without_notes,
+)
 from matminer_clasp.model.ensemble import EnsembleCrystalTower
 from matminer_clasp.model.text import TextTower
-from matminer_clasp.structures.read import to_structure
 
 
 def _default_device() -> torch.device:
@@ -133,7 +140,7 @@ class ClaspModel(nn.Module):
         builder = self._builder(max_sites)
         graphs: list[Data | InvalidStructureError] = []
         for i, item in enumerate(structures, start=start):
-            built = _build_one(builder, item)
+            built = build_graph(builder, item)
             if isinstance(built, InvalidStructureError) and not ignore_errors:
                 raise InvalidStructureError(f"structure {i}: {built}") from built.__cause__
             graphs.append(built)
@@ -162,7 +169,7 @@ class ClaspModel(nn.Module):
         try:
             out = np.empty((len(graphs), self.config.embedding_dim), dtype=np.float32)
             for start in range(0, len(graphs), batch_size):
-                chunk = [_without_notes(g) for g in graphs[start : start + batch_size]]
+                chunk = [without_notes(g) for g in graphs[start : start + batch_size]]
                 batch = Batch.from_data_list(chunk).to(device)
                 emb = self.embed_graphs(batch, normalize=normalize_embeddings)
                 out[start : start + len(emb)] = emb.float().cpu().numpy()
@@ -254,8 +261,8 @@ class ClaspModel(nn.Module):
         InvalidStructureError
             With ``errors="raise"``, for the first input that cannot be embedded.
         """
-        if errors not in _ERROR_POLICIES:
-            raise ValueError(f"errors={errors!r}; expected one of {_ERROR_POLICIES}")
+        if errors not in ERROR_POLICIES:
+            raise ValueError(f"errors={errors!r}; expected one of {ERROR_POLICIES}")
         if isinstance(structures, IStructure):  # one structure, not an iterable of its sites
             structures = [structures]
         total = len(structures) if isinstance(structures, Sized) else None
@@ -395,86 +402,6 @@ class ClaspModel(nn.Module):
         from matminer_clasp.model.io import push_model
 
         return push_model(self, repo_id, private, token, commit_message, revision)
-
-
-_ERROR_POLICIES = ("raise", "nan", "skip")
-
-
-@dataclass
-class EncodeReport:
-    """What :meth:`ClaspModel.encode_structures` did with each input.
-
-    Attributes
-    ----------
-    n
-        Number of inputs seen.
-    errors
-        Position -> why each input that was not embedded failed: an
-        :class:`InvalidStructureError` (the input) or an :class:`EncodingError` (the model).
-    notes
-        Position -> notes of the inputs that were embedded after a repair or fallback (merged
-        split sites, a symmetry fallback, a CIF read with wider tolerances).
-    ids
-        The names given to ``encode_structures`` (``None``: positions are the names).
-    """
-
-    n: int = 0
-    errors: dict[int, InvalidStructureError | EncodingError] = field(default_factory=dict)
-    notes: dict[int, list[str]] = field(default_factory=dict)
-    ids: list[Any] | None = None
-
-    @property
-    def kept(self) -> np.ndarray:
-        """Positions of the embedded inputs, in input order."""
-        bad = np.zeros(self.n, dtype=bool)
-        bad[list(self.errors)] = True
-        return np.flatnonzero(~bad)
-
-    def name(self, i: int) -> str:
-        """How messages name input ``i``: its id (quoted) or its position."""
-        return repr(self.ids[i]) if self.ids is not None and i < len(self.ids) else str(i)
-
-    def skipped(self) -> list[tuple[Any, str]]:
-        """``[(id or position, reason), ...]`` of the inputs that were not embedded."""
-        return [
-            (self.ids[i] if self.ids is not None and i < len(self.ids) else i, str(exc))
-            for i, exc in sorted(self.errors.items())
-        ]
-
-
-def _build_one(builder: CrystalGraphBuilder, item: Any) -> Data | InvalidStructureError:
-    """Input -> graph with its notes, or the reason why not (never raises)."""
-    try:
-        structure, notes = to_structure(item)
-        graph, more = builder.build(structure)
-    except Exception as exc:  # one odd input never costs the others
-        if isinstance(exc, InvalidStructureError):
-            return exc
-        error = InvalidStructureError(
-            f"building the crystal graph failed: {type(exc).__name__}: {exc}"
-        )
-        error.__cause__ = exc
-        return error
-    if notes or more:
-        graph.notes = notes + more
-    return graph
-
-
-def _without_notes(graph: Data) -> Data:
-    if "notes" not in graph:
-        return graph
-    graph = copy.copy(graph)
-    del graph.notes
-    return graph
-
-
-def check_text(text: Any, index: int | None = None) -> None:
-    """Raise :class:`InvalidTextError` unless ``text`` is a non-blank string."""
-    where = "" if index is None else f"text {index}: "
-    if not isinstance(text, str):
-        raise InvalidTextError(f"{where}expected a string, got {type(text).__name__}")
-    if not text.strip():
-        raise InvalidTextError(f"{where}the text is empty or whitespace only")
 
 
 def _build_text_encoder(config: ClaspConfig) -> PreTrainedModel:

@@ -14,7 +14,7 @@ its inputs through this package, so a CIF that one of them can read, repair or r
 
 The graph builder (:mod:`matminer_clasp.graph`) applies the site and symmetry policies to every
 structure it is given; the notes they return travel with each embedding
-(:class:`~matminer_clasp.model.clasp.EncodeReport`).
+(:class:`~matminer_clasp.model.encoding.EncodeReport`).
 """
 
 from matminer_clasp.structures.cif import CIF_RETRIES, parse_cif
