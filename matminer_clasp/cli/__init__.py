@@ -1,0 +1,167 @@
+"""``matminer-clasp``: command-line access to embedding, screening, zero-shot labels and training.
+
+Every command is thin: it parses options, reads the input (a CIF folder, or a parquet / JSON /
+JSONL / CSV table with a ``structure`` column), calls the Python API and prints or writes the
+result. Bad input ends with one line, ``error: ...``, and exit status 2.
+
+The common case, ``matminer-clasp screen "garnet" --amcsd --top-k 10``, embeds the American
+Mineralogist Crystal Structure Database once and caches the index under
+``$MATMINER_CLASP_CACHE`` (default ``~/.cache/matminer_clasp``) as
+``amcsd-index-<model hash>``, so later queries only embed the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from matminer_clasp.cli.commands import (
+    cmd_classify,
+    cmd_convert,
+    cmd_embed,
+    cmd_evaluate,
+    cmd_index,
+    cmd_merge,
+    cmd_plot,
+    cmd_screen,
+    cmd_train,
+)
+from matminer_clasp.cli.corpus import (
+    CliInputError,
+    cache_dir,
+    model_hash,
+    parse_shard,
+    read_records,
+)
+from matminer_clasp.errors import ClaspError
+
+
+def _common(p: argparse.ArgumentParser, batch: bool = True) -> None:
+    p.add_argument("--model", default=None,
+                   help="model folder or Hub id (default: the bundled CLaSP model)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: auto)")
+    if batch:
+        p.add_argument("--batch-size", type=int, default=64, help="structures per forward pass")
+    if any(a.dest == "input" for a in p._actions):
+        p.add_argument("--recursive", action="store_true",
+                       help="also read the sub-folders of an INPUT folder")
+
+
+def _amcsd_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amcsd-db", default=None, help="path of the AMCSD SQLite file (optional)")
+    p.add_argument("--amcsd-limit", type=int, default=None, metavar="N",
+                   help="only the first N AMCSD entries (quick trials)")
+
+
+def _corpus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", metavar="DIR", help="an index folder made by `index`")
+    p.add_argument("--amcsd", action="store_true",
+                   help="the AMCSD mineral database (embedded once, then cached)")
+    _amcsd_options(p)
+    p.add_argument("--rebuild", action="store_true", help="re-embed AMCSD even if cached")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``matminer-clasp`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="matminer-clasp",
+        description="CLaSP crystal-text embeddings: embed, index, screen, classify, plot, train, "
+        "evaluate, merge.",
+    )
+    parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    inp = "CIF folder, .cif file, or parquet/JSON/JSONL/CSV table with a 'structure' column"
+
+    p = sub.add_parser("embed", help="embed structures into a parquet table")
+    p.add_argument("input", help=inp)
+    p.add_argument("out", help="output .parquet (id, formula, error, clasp_0 ... clasp_{dim-1})")
+    p.add_argument("--shard", type=parse_shard, metavar="I/N",
+                   help="only the I-th (from 0) of N contiguous shards, for job arrays")
+    _common(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("index", help="build a searchable embedding index")
+    p.add_argument("input", nargs="?", help=inp)
+    p.add_argument("--out", required=True, metavar="DIR", help="index folder to write")
+    p.add_argument("--amcsd", action="store_true", help="index the AMCSD mineral database")
+    _amcsd_options(p)
+    p.add_argument("--fp16", action="store_true", help="store float16 embeddings (half size)")
+    _common(p)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("screen", help="rank crystals by similarity to a text query")
+    p.add_argument("query", help='text, e.g. "garnet" or "ferroelectric perovskite"')
+    p.add_argument("input", nargs="?", help=inp + ", or the output of `embed`")
+    _corpus_options(p)
+    p.add_argument("--top-k", type=int, default=10, help="rows to show (default 10)")
+    p.add_argument("--csv", metavar="OUT", help="also write the ranking to a CSV file")
+    _common(p)
+    p.set_defaults(func=cmd_screen)
+
+    p = sub.add_parser("classify", help="zero-shot labels for structures")
+    p.add_argument("input", help=inp + ", or the output of `embed`")
+    p.add_argument("--labels", required=True, help="comma-separated class names")
+    p.add_argument("--binary", action="store_true", help='one label: "X" vs "not X"')
+    p.add_argument("--out", metavar="CSV", help="write predictions and probabilities")
+    _common(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("plot", help="2-D map of the embeddings (PNG)")
+    p.add_argument("input", nargs="?", help=inp + ", or the output of `embed`")
+    _corpus_options(p)
+    p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
+    p.add_argument("--query", help="colour by cosine similarity to this text")
+    p.add_argument("--labels-column", help="colour by this metadata column")
+    p.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"])
+    _common(p)
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("convert", help="official CLaSP checkpoint -> model folder")
+    p.add_argument("ckpt", help="official Lightning checkpoint (.ckpt)")
+    p.add_argument("out_dir", help="model folder to write")
+    p.add_argument("--text-model", default=None, help="text encoder id (default: SciBERT)")
+    p.add_argument("--tokenizer", default=None, help="local tokenizer folder (offline use)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("merge", help="ensemble of trained models in one space")
+    p.add_argument("out_dir", help="model folder to write")
+    p.add_argument("models", nargs="+", help="member model folders or Hub ids (2 or more)")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("train", help="train a CLaSP model from a YAML/JSON config")
+    p.add_argument("config", help="training config (.yaml, .yml or .json)")
+    p.add_argument("--output-dir", default=None, help="override output_dir")
+    p.add_argument("--resume", nargs="?", const=True, default=None,
+                   help="resume from the newest checkpoint (or the given folder)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="zero-shot and retrieval report of a model")
+    try:
+        from matminer_clasp.train.evaluate import add_evaluate_arguments
+
+        add_evaluate_arguments(p)
+    except ImportError:  # training extras missing: keep the agreed options
+        p.add_argument("model")
+        p.add_argument("--config", required=True)
+        p.add_argument("--split", default="test")
+        p.add_argument("--out", required=True)
+        p.add_argument("--bootstrap", type=int, default=1000)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``matminer-clasp``; returns the exit status (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ClaspError, ValueError, OSError, KeyError, ImportError) as exc:
+        if args.traceback:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+
+__all__ = ["CliInputError", "build_parser", "cache_dir", "main", "model_hash", "read_records"]

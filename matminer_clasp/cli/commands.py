@@ -1,0 +1,213 @@
+"""The ``matminer-clasp`` commands: each parses nothing itself and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from matminer_clasp.cli.corpus import (
+    CliInputError,
+    amcsd_records,
+    build_index,
+    corpus_index,
+    load_cli_model,
+    read_records,
+    warn_skipped,
+)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """``embed INPUT OUT.parquet``."""
+    import numpy as np
+    import pandas as pd
+
+    from matminer_clasp.inputs import reduced_formula
+
+    records = read_records(args.input, args.shard, args.recursive)
+    model = load_cli_model(args)
+    readable = records["structure"].notna().to_numpy()
+    ok = np.flatnonzero(readable)
+    emb, report = model.encode_structures(
+        [records["structure"][i] for i in ok], args.batch_size, True, args.device,
+        errors="nan", ids=[records["id"][i] for i in ok], return_report=True,
+    )
+    out = np.full((len(records), model.config.embedding_dim), np.nan, np.float32)
+    out[ok] = emb
+    errors = records["error"].to_numpy(dtype=object)
+    notes = records["note"].to_numpy(dtype=object)
+    for k, exc in report.errors.items():
+        errors[ok[k]] = str(exc)
+    for k, extra in report.notes.items():
+        notes[ok[k]] = "; ".join([n for n in [notes[ok[k]], *extra] if n])
+    formulas = [reduced_formula(x) for x in records["structure"]]
+    table = pd.concat(
+        [pd.DataFrame({"id": records["id"], "formula": formulas, "error": errors,
+                       "note": notes}),
+         pd.DataFrame(out, columns=[f"clasp_{i}" for i in range(out.shape[1])])],
+        axis=1,
+    )
+    table["id"] = table["id"].astype(str)
+    Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    bad = pd.notna(errors)
+    warn_skipped(list(zip(table["id"][bad], errors[bad])), len(table), where="the 'error' column")
+    print(f"embedded {len(table) - int(bad.sum())}/{len(table)} structures "
+          f"({int(bad.sum())} errors, {int(pd.notna(notes).sum())} repaired) -> {args.out}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """``index (INPUT | --amcsd) --out DIR``."""
+    model = load_cli_model(args)
+    if args.amcsd:
+        records = amcsd_records(args)
+    elif args.input:
+        records = read_records(args.input, recursive=args.recursive)
+    else:
+        raise CliInputError("give an INPUT path or --amcsd")
+    index = build_index(records, args, model)
+    index.save(args.out)
+    print(f"indexed {len(index)} structures ({len(index.skipped)} skipped) -> {args.out}")
+    return 0
+
+
+def _print_table(frame: Any, columns: list[str]) -> None:
+    import pandas as pd
+
+    shown = frame[[c for c in columns if c in frame.columns]].copy()
+    if "title" in shown:
+        shown["title"] = shown["title"].map(
+            lambda t: "" if t is None or (isinstance(t, float) and pd.isna(t)) else str(t)[:60]
+        )
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    """``screen QUERY (--index DIR | --amcsd | INPUT) --top-k K``."""
+    from matminer_clasp.index import screen
+
+    model = load_cli_model(args)
+    index = corpus_index(args, model)
+    result = screen(args.query, index, top_k=args.top_k, model=model)
+    if args.csv:
+        result.to_csv(args.csv, index=False)
+    _print_table(result, ["id", "formula", "mineral", "title", "score", "rank"])
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """``classify INPUT --labels a,b,c``."""
+    import numpy as np
+    import pandas as pd
+
+    from matminer_clasp.zeroshot import ZeroShotClassifier
+
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+    model = load_cli_model(args)
+    clf = ZeroShotClassifier(labels[0] if args.binary and len(labels) == 1 else labels,
+                             model=model, binary=args.binary, batch_size=args.batch_size).fit()
+    records = read_records(args.input, recursive=args.recursive)
+    errors = records["error"].to_numpy(dtype=object) if "error" in records else None
+    cols = [c for c in records.columns if str(c).startswith("clasp_")]
+    if cols:
+        X = records[cols].to_numpy(float)
+    else:  # the one path: unembeddable structures get NaN rows and their reason
+        readable = np.flatnonzero(records["structure"].notna().to_numpy())
+        X = np.full((len(records), model.config.embedding_dim), np.nan)
+        emb, report = model.encode_structures(
+            [records["structure"][i] for i in readable], args.batch_size, True, args.device,
+            errors="nan", ids=[records["id"][i] for i in readable], return_report=True,
+        )
+        X[readable] = emb
+        for k, exc in report.errors.items():
+            errors[readable[k]] = str(exc)
+    ok = np.isfinite(X).all(axis=1)
+    X = X[ok]
+    if errors is not None:
+        bad = pd.notna(errors)
+        warn_skipped(list(zip(records["id"][bad], errors[bad])), len(records),
+                      where="the 'error' column")
+    names = [f"p_{c}" for c in (["no", "yes"] if args.binary else labels)]
+    proba = np.full((len(records), len(names)), np.nan)
+    pred = np.full(len(records), None, dtype=object)
+    if ok.any():
+        proba[ok] = clf.predict_proba(X)
+        pred[ok] = clf.classes_[proba[ok].argmax(axis=1)]
+    out = pd.DataFrame({"id": records["id"], "prediction": pred})
+    out = pd.concat([out, pd.DataFrame(proba, columns=names)], axis=1)
+    if errors is not None:
+        out["error"] = errors
+    if args.out:
+        out.to_csv(args.out, index=False)
+    _print_table(out, list(out.columns))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``plot (--index DIR | INPUT) --out PNG``."""
+    from matminer_clasp.plot import plot_embedding_map
+
+    model = load_cli_model(args)
+    index = corpus_index(args, model)
+    labels = None
+    if args.labels_column:
+        if args.labels_column not in index.metadata.columns:
+            raise CliInputError(
+                f"no column {args.labels_column!r}; available: {list(index.metadata.columns)}"
+            )
+        labels = list(index.metadata[args.labels_column])
+    fig = plot_embedding_map(index, labels=labels, query=args.query, method=args.method,
+                             model=model)
+    fig.savefig(args.out, dpi=150, bbox_inches="tight")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``convert CKPT OUT_DIR``."""
+    from matminer_clasp.convert import convert_official_checkpoint
+
+    kwargs = {"tokenizer": args.tokenizer}
+    if args.text_model:
+        kwargs["text_model"] = args.text_model
+    out = convert_official_checkpoint(args.ckpt, args.out_dir, **kwargs)
+    print(f"converted {args.ckpt} -> {out}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """``merge OUT_DIR MODEL MODEL [MODEL ...]``."""
+    from matminer_clasp.model import ClaspModel, merge_models
+
+    if len(args.models) < 2:
+        raise CliInputError(f"merge needs at least 2 member models, got {len(args.models)}")
+    members = [ClaspModel.from_pretrained(m) for m in args.models]
+    merged = merge_models(members)
+    merged.save_pretrained(args.out_dir)
+    print(f"merged {len(members)} members ({merged.config.embedding_dim}-d) into {args.out_dir}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``train CONFIG``."""
+    from matminer_clasp.train.config import TrainConfig
+    from matminer_clasp.train.trainer import fit
+
+    config = TrainConfig.from_file(args.config)
+    if args.output_dir is not None:
+        config.output_dir = args.output_dir
+    if args.resume is not None:
+        config.resume = args.resume
+    print(fit(config))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate MODEL --config CONFIG --split test --out DIR --bootstrap 1000``."""
+    from matminer_clasp.train.evaluate import evaluate_cli
+
+    evaluate_cli(args)
+    print(f"wrote the report to {args.out}")
+    return 0

@@ -1,0 +1,168 @@
+"""What a CLI command works on: its inputs (through the one door), the model and the indexes.
+
+``INPUT`` paths are read by :func:`matminer_clasp.structures.read_structures`; a corpus to search
+is ``--index DIR``, ``--amcsd`` (embedded once and cached under ``$MATMINER_CLASP_CACHE``, default
+``~/.cache/matminer_clasp``, as ``amcsd-index-<model hash>``) or an INPUT embedded on the fly.
+Structures that cannot be read or embedded are skipped, summarised on stderr and listed in the
+output (an index's ``skipped``, a table's ``error`` column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from matminer_clasp.errors import InputError
+
+
+class CliInputError(InputError):
+    """An input path, option or table the command cannot use."""
+
+
+def read_records(
+    path: str | os.PathLike[str], shard: tuple[int, int] | None = None, recursive: bool = False
+) -> Any:
+    """Read INPUT through the one door (:func:`matminer_clasp.structures.read_structures`)."""
+    from matminer_clasp.structures import read_structures
+
+    return read_structures(path, recursive=recursive, shard=shard)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N`` -> ``(I, N)``, or an argparse error saying what is expected."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like I/N, got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= I < N (I counts from 0)")
+    return i, n
+
+
+def load_cli_model(args: argparse.Namespace) -> Any:
+    """The model named by ``--model`` on ``--device``, from the per-process model cache."""
+    from matminer_clasp.model.io import get_model
+
+    return get_model(args.model, device=args.device)
+
+
+def model_hash(name: str | None) -> str:
+    """A short content hash of a model folder (config + size and ends of the weights)."""
+    from matminer_clasp.config import CONFIG_NAME, WEIGHTS_NAME
+    from matminer_clasp.hub import resolve_model_folder
+    from matminer_clasp.index import INDEX_FORMAT_VERSION
+
+    folder = resolve_model_folder(name)
+    h = hashlib.sha256(f"index-v{INDEX_FORMAT_VERSION}".encode())
+    h.update((folder / CONFIG_NAME).read_bytes())
+    weights = folder / WEIGHTS_NAME
+    size = weights.stat().st_size
+    h.update(str(size).encode())
+    with open(weights, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        fh.seek(max(0, size - (1 << 20)))
+        h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """``$MATMINER_CLASP_CACHE`` or ``~/.cache/matminer_clasp``."""
+    return Path(os.environ.get("MATMINER_CLASP_CACHE", "~/.cache/matminer_clasp")).expanduser()
+
+
+def warn_skipped(
+    skipped: list[tuple[Any, str]], total: int, shown: int = 5,
+    where: str = "'skipped' in the index's index.json",
+) -> None:
+    """One summary on stderr; the full list stays in the output (``where``)."""
+    if not skipped:
+        return
+    print(f"warning: skipped {len(skipped)} of {total} entries that cannot be embedded "
+          f"(all listed under {where}), e.g.:", file=sys.stderr)
+    for rid, err in skipped[:shown]:
+        print(f"  {rid}: {str(err).splitlines()[0][:160]}", file=sys.stderr)
+
+
+def build_index(records: Any, args: argparse.Namespace, model: Any) -> Any:
+    """Embed readable records into an index; unreadable and unembeddable ones are skipped."""
+    from matminer_clasp.index import EmbeddingIndex
+
+    ok = records["structure"].notna()
+    good = records[ok].reset_index(drop=True)
+    meta = good.drop(columns=[c for c in ("structure", "error", "note") if c in good.columns])
+    index = EmbeddingIndex.build(
+        list(good["structure"]), ids=list(good["id"]), metadata=meta.drop(columns="id"),
+        model=model, batch_size=args.batch_size, show_progress_bar=True,
+        dtype="float16" if getattr(args, "fp16", False) else "float32", errors="skip",
+    )
+    index.skipped = [(r, e) for r, e in zip(records["id"][~ok], records["error"][~ok])] + (
+        index.skipped
+    )
+    warn_skipped(index.skipped, len(records))
+    if not len(index):
+        raise CliInputError("no structure could be embedded")
+    index.model = args.model  # record the name, not the loaded instance
+    return index
+
+
+def amcsd_records(args: argparse.Namespace) -> Any:
+    """AMCSD as records (``id, structure, error, ...``); unreadable entries kept as rows."""
+    import pandas as pd
+
+    from matminer_clasp.train.data import load_amcsd_records
+
+    frame = load_amcsd_records(
+        max_items=args.amcsd_limit, db_path=args.amcsd_db, show_progress_bar=True
+    )
+    skipped = dict(frame.attrs.get("skipped", {}))
+    frame = frame.copy()
+    frame.insert(2, "error", None)
+    if skipped:  # unreadable entries: kept as rows without a structure, reported as skipped
+        bad = pd.DataFrame(
+            {"id": list(skipped), "structure": None, "error": list(skipped.values())}
+        )
+        frame = pd.concat([frame, bad], ignore_index=True)
+    return frame
+
+
+def amcsd_index(args: argparse.Namespace, model: Any) -> Any:
+    """The cached AMCSD index of this model, embedded (once) when missing."""
+    from matminer_clasp.index import EmbeddingIndex
+
+    limit = f"-first{args.amcsd_limit}" if args.amcsd_limit else ""
+    folder = cache_dir() / f"amcsd-index-{model_hash(args.model)}{limit}"
+    if (folder / "index.json").is_file() and not args.rebuild:
+        return EmbeddingIndex.load(folder)
+    print(f"embedding AMCSD once; the index is cached in {folder}", file=sys.stderr)
+    index = build_index(amcsd_records(args), args, model)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    index.save(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return EmbeddingIndex.load(folder)
+
+
+def corpus_index(args: argparse.Namespace, model: Any) -> Any:
+    """The index a command searches: ``--index``, ``--amcsd`` or an INPUT path."""
+    import numpy as np
+
+    from matminer_clasp.index import EmbeddingIndex
+
+    if getattr(args, "index", None):
+        return EmbeddingIndex.load(args.index)
+    if getattr(args, "amcsd", False):
+        return amcsd_index(args, model)
+    if not getattr(args, "input", None):
+        raise CliInputError("give an INPUT path, --index DIR or --amcsd")
+    records = read_records(args.input, recursive=args.recursive)
+    cols = [c for c in records.columns if str(c).startswith("clasp_")]
+    if cols:  # the output of `matminer-clasp embed`
+        ok = np.isfinite(records[cols].to_numpy(float)).all(axis=1)
+        meta = records.loc[ok, [c for c in records.columns if c not in cols and c != "error"]]
+        return EmbeddingIndex(records.loc[ok, cols].to_numpy(), meta, model=args.model)
+    return build_index(records, args, model)
