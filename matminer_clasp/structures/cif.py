@@ -5,8 +5,9 @@ index, training) does:
 
 1. pymatgen's ``CifParser`` at its default tolerances; when it refuses the CIF (typically
    "Occupancy ... exceeded tolerance": symmetry copies of a site that differ by more than
-   ``site_tolerance`` and so add up to more than one atom), the settings of :data:`CIF_RETRIES`
-   are tried in order, and the one that worked is recorded in a note;
+   ``site_tolerance`` and so add up to more than one atom, or rounding in published
+   occupancies), the settings of :data:`CIF_RETRIES` are tried in order, and the one that worked
+   is recorded in a note, with how far the rescaled composition then is from the CIF's formula;
 2. the composition check of :mod:`~matminer_clasp.structures.composition` when the CIF has no
    ``_atom_site_type_symbol`` (elements guessed from labels) or a formula is given;
 3. the space group the CIF declares is kept in ``structure.properties`` (key
@@ -17,6 +18,7 @@ index, training) does:
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from contextlib import redirect_stderr
 from typing import Any
@@ -26,14 +28,20 @@ from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.groups import SpaceGroup
 
 from matminer_clasp.errors import InvalidStructureError
-from matminer_clasp.structures.composition import check_composition
+from matminer_clasp.structures.composition import check_composition, composition_deviation
 from matminer_clasp.structures.symmetry import DECLARED_SPACEGROUP
 
-#: ``CifParser`` settings tried, in order, after the defaults refuse a CIF.
+#: ``CifParser`` settings tried, in order, after the defaults refuse a CIF. pymatgen scales a
+#: site whose occupancies add up to more than 1 but at most ``occupancy_tolerance`` back to 1.
+#: Measured on AMCSD (164 of 9,275 CIFs refused at the defaults): 1.05 reads 90 (rounding in
+#: the published occupancies), 1.5 seven more, 2.0 another 29 and 10.0 another 37 (sites that
+#: symmetry copies onto themselves, or labels such as ``O-H1`` read as two species); a
+#: ``site_tolerance`` above the default rescues none. One (a malformed number) stays refused.
 CIF_RETRIES: tuple[dict[str, float], ...] = (
-    {"site_tolerance": 1e-3},
-    {"site_tolerance": 1e-3, "occupancy_tolerance": 1.1},
-    {"site_tolerance": 1e-2, "occupancy_tolerance": 1.5},
+    {"occupancy_tolerance": 1.05},
+    {"occupancy_tolerance": 1.5},
+    {"occupancy_tolerance": 2.0},
+    {"occupancy_tolerance": 10.0},
 )
 _NUMBER_TAGS = ("_space_group_it_number", "_symmetry_int_tables_number")
 _SYMBOL_TAGS = ("_space_group_name_h-m_alt", "_symmetry_space_group_name_h-m")
@@ -45,11 +53,14 @@ def _parse_with(text: str, settings: dict[str, float]) -> tuple[list[Structure],
         warnings.simplefilter("always")
         parser = CifParser.from_str(text, **settings)
         try:
-            structures = parser.parse_structures(primitive=False, on_error="ignore")
+            structures = parser.parse_structures(primitive=False, on_error="warn")
         except ValueError:  # pymatgen raises when no structure at all could be read
             structures = []
     reasons = [str(w.message).strip().splitlines()[-1] for w in caught]
     reason = next((r for r in reasons if "ccupancy" in r), reasons[0] if reasons else "")
+    found = re.search(r"occupancies \((\[[^\]]*\])\) sum to > 1", reason)
+    if found:
+        reason = f"site occupancies {found.group(1)} sum to more than 1"
     return structures, parser, reason
 
 
@@ -120,6 +131,10 @@ def parse_cif(text: str, formula: str | None = None) -> tuple[Structure, list[st
         structure, note = check_composition(structure, formula)
         if note:
             notes.append(note)
+    if notes and notes[0].startswith("read with"):
+        deviation = composition_deviation(structure, formula or block.get("_chemical_formula_sum"))
+        if deviation is not None and deviation > 0.01:
+            notes[0] += f"; atomic fractions differ from the formula by up to {deviation:.2f}"
     declared = declared_spacegroup(block)
     if declared is not None:
         structure.properties = {**(structure.properties or {}), DECLARED_SPACEGROUP: declared}

@@ -90,3 +90,26 @@ def check_composition(structure: Structure, formula: str | None) -> tuple[Struct
     if missing:
         notes.append("missing " + ",".join(sorted(missing)))
     return structure, "; ".join(notes)
+
+
+def composition_deviation(structure: Structure, formula: object) -> float | None:
+    """Largest difference of an element's atomic fraction between structure and formula.
+
+    Hydrogen is left out (X-ray structures rarely locate it); ``None`` when there is no formula
+    or it cannot be read.
+    """
+    if not isinstance(formula, str) or not formula.strip():
+        return None
+    try:
+        expected = Composition(formula.replace(" ", ""))
+    except Exception:  # noqa: BLE001 - an unreadable formula gives no comparison
+        return None
+    skip = {str(el) for el in OPTIONAL_ELEMENTS}
+    want = {str(el): amt for el, amt in expected.element_composition.items() if str(el) not in skip}
+    have = {str(el): amt for el, amt in structure.composition.element_composition.items()
+            if str(el) not in skip}
+    n_want, n_have = sum(want.values()), sum(have.values())
+    if not n_want or not n_have:
+        return None
+    return max(abs(have.get(el, 0.0) / n_have - want.get(el, 0.0) / n_want)
+               for el in set(want) | set(have))
