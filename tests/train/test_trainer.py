@@ -100,6 +100,35 @@ def test_helpers():
     assert lr_factor(55, 100, 0, "constant") == 1.0
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_lr_factor_against_transformers_schedules(schedule):
+    # after the warm-up lr_factor is transformers' schedule; during it, one step ahead (the
+    # reason it is not replaced: transformers' first step has lr 0; see lr_factor's notes)
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    total, warmup = 50, 5
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    if schedule == "constant":
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+    else:
+        make = {"cosine": get_cosine_schedule_with_warmup,
+                "linear": get_linear_schedule_with_warmup}[schedule]
+        scheduler = make(optimizer, warmup, total)
+    theirs = []
+    for _ in range(total + 1):
+        theirs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    ours = [lr_factor(step, total, warmup, schedule) for step in range(total)]
+    assert theirs[0] == 0.0 and ours[0] == pytest.approx(1 / warmup)
+    np.testing.assert_allclose(ours[:warmup], theirs[1 : warmup + 1], rtol=1e-12)
+    np.testing.assert_allclose(ours[warmup:], theirs[warmup:total], rtol=1e-12, atol=1e-15)
+
+
 def test_collate(pairs):
     batch, ids = collate_pairs([(pairs.graphs[0], 3), (pairs.graphs[1], 0)])
     assert batch.num_graphs == 2 and ids.tolist() == [3, 0]
