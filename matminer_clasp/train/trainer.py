@@ -234,7 +234,7 @@ class _Run:
     # -------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
         """Validation loss (contrastive batches of the training size) and text->structure recall."""
-        from matminer_clasp.train.evaluate import retrieval_recall
+        from matminer_clasp.train.metrics import retrieval_recall
 
         model, idx = self.model, self.val_idx
         graphs = [self.pairs.graphs[i] for i in idx]
