@@ -1,9 +1,11 @@
 """What a run writes besides metrics: model folders and ``checkpoint-<step>/`` folders.
 
-A checkpoint is a model folder (:func:`save_model`) plus the trainer state of :mod:`.state`;
-it is written to a temporary folder and renamed, so a killed run never leaves half a
-checkpoint, and only the newest ``keep`` are kept. :func:`restore_checkpoint` refuses a
-checkpoint of other data or of another number of processes, whose data order would differ.
+A saved model records the scale (and bias) with which its loss turned cosines into logits
+(:func:`save_model`: ``ClaspConfig.logit_scale`` / ``logit_bias`` in ``config.json``). A
+checkpoint is such a model folder plus the trainer state of :mod:`.state`; it is written to a
+temporary folder and renamed, so a killed run never leaves half a checkpoint, and only the
+newest ``keep`` are kept. :func:`restore_checkpoint` refuses a checkpoint of other data or of
+another number of processes, whose data order would differ.
 """
 
 from __future__ import annotations
@@ -35,7 +37,15 @@ _PREFIX = "checkpoint-"
 
 
 def save_model(model: ClaspModel, loss_fn: torch.nn.Module, folder: Path) -> None:
-    """``model.save_pretrained(folder)``, the trained model of a run (``loss_fn``: its loss)."""
+    """``model.save_pretrained(folder)`` with the loss's logit scale and bias in its config.
+
+    ``config.logit_scale`` is the multiplier of the cosine, ``logits = logit_scale * cos +
+    logit_bias``: ``exp`` of the learned log-scale for InfoNCE (clamped as in training) and
+    SigLIP, the fixed ``s`` for CosFace (its margin applies to training positives only).
+    ``config.logit_bias`` is SigLIP's learned bias (``None`` for the others). The model's config
+    object itself is updated, so the model in memory and the folder agree.
+    """
+    model.config.logit_scale, model.config.logit_bias = loss_fn.logit_scale_and_bias()
     model.save_pretrained(folder)
 
 

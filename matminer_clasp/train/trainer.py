@@ -9,7 +9,8 @@ gathered across processes with gradient (:mod:`.distributed`); the loss from :mo
 the whole batch; gradients are averaged, clipped and applied by AdamW at the rate of
 :func:`~.optimization.lr_factor`. Checkpoints (:mod:`.checkpoint`) hold the model and the
 optimizer/scaler/RNG state (:mod:`.state`); because the data order is a function of
-(seed, epoch) and the global step, resuming repeats the uninterrupted run.
+(seed, epoch) and the global step, resuming repeats the uninterrupted run. Every saved model
+(final, ``best/``, checkpoints) carries the loss's logit scale (:func:`~.checkpoint.save_model`).
 """
 
 from __future__ import annotations

@@ -200,6 +200,34 @@ def test_resume_matches_uninterrupted(tmp_path, tiny_model_dir, pairs):
     assert steps == list(range(1, 9))  # rows after the checkpoint were replaced, not duplicated
 
 
+@pytest.mark.parametrize("loss", ["infonce", "siglip", "cosface"])
+def test_saved_models_store_the_loss_logit_scale(tmp_path, tiny_model_dir, pairs, loss):
+    from matminer_clasp.zeroshot import ZeroShotClassifier
+
+    cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=3, eval_every=3,
+                      checkpoint_every=3, loss=loss)
+    out = fit(cfg, pairs=pairs, splits=_splits(pairs))
+    state = load_file(str(out / "checkpoint-3" / "trainer_state.safetensors"))
+    if loss == "cosface":  # the fixed scale s; the margin is not used at inference
+        scale, bias = 3.0, None
+    else:  # the learned multiplier exp(logit_scale), not its log
+        scale = float(state["loss.logit_scale"].exp())
+        initial = {"infonce": 1 / 0.07, "siglip": 10.0}[loss]
+        assert scale != pytest.approx(initial, rel=1e-5)  # learned, not the initial value
+        bias = float(state["loss.logit_bias"]) if loss == "siglip" else None
+    for folder in (out, out / "best", out / "checkpoint-3"):
+        saved = json.loads((folder / "config.json").read_text())
+        assert saved["logit_scale"] == pytest.approx(scale, rel=1e-6), folder
+        if bias is None:
+            assert saved["logit_bias"] is None
+        else:
+            assert saved["logit_bias"] == pytest.approx(bias, rel=1e-6)
+    model = ClaspModel.from_pretrained(out)
+    assert model.config.logit_scale == pytest.approx(scale, rel=1e-6)
+    clf = ZeroShotClassifier(CAPTIONS, model=model).fit()
+    assert clf.temperature_ == pytest.approx(1 / scale, rel=1e-6)
+
+
 def test_text_features_computed_once(tmp_path, pairs):
     model = tiny_model_with_vocab(tmp_path)
     seen = []
