@@ -49,6 +49,7 @@ from matminer_clasp.train.distributed import (
 )
 from matminer_clasp.train.losses import make_loss
 from matminer_clasp.train.metric_log import MetricLog
+from matminer_clasp.train.metrics import retrieval_recall
 from matminer_clasp.train.optimization import autocast_dtype, build_optimizer, lr_factor
 from matminer_clasp.train.state import capture_rng
 from matminer_clasp.train.text_cache import TEXT_FEATURES_NAME, text_features
@@ -235,13 +236,11 @@ class _Run:
     # -------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
         """Validation loss (contrastive batches of the training size) and text->structure recall."""
-        from matminer_clasp.train.metrics import retrieval_recall
-
         model, idx = self.model, self.val_idx
         graphs = [self.pairs.graphs[i] for i in idx]
         crystal = torch.from_numpy(model.encode_graphs(graphs, self.global_batch, self.device))
         ids = self.captions.pair_ids[idx]
-        distinct = np.unique(ids)
+        distinct, local = np.unique(ids, return_inverse=True)
         model.eval()
         with torch.inference_mode():
             if self.features is not None:
@@ -250,13 +249,12 @@ class _Run:
             else:
                 text_d = torch.from_numpy(model.encode_texts(
                     [self.captions.distinct[i] for i in distinct], device=self.device))
-        position = {c: k for k, c in enumerate(distinct)}
-        local = np.array([position[c] for c in ids])
         text = text_d[torch.as_tensor(local)]
         losses, weights = [], []
+        size = self.cfg.eval_batch_size or self.global_batch
         with torch.inference_mode():
-            for start in range(0, len(idx), self.cfg.eval_batch_size or self.global_batch):
-                stop = start + (self.cfg.eval_batch_size or self.global_batch)
+            for start in range(0, len(idx), size):
+                stop = start + size
                 if len(idx[start:stop]) < 2:
                     continue
                 value = self.loss_fn(crystal[start:stop].to(self.device),
