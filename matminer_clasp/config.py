@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,15 @@ class ClaspConfig:
         top-level ``crystal_encoder`` and ``use_spacegroup`` decide what the graph builder
         computes and must cover every member. Built by
         :func:`~matminer_clasp.model.ensemble.merge_models` from separately trained members.
+    logit_scale, logit_bias
+        How the training loss turned a cosine into a logit: ``logit_scale * cos + logit_bias``.
+        ``logit_scale`` is the multiplier itself (not its log): ``exp`` of the learned
+        log-scale for InfoNCE (as clamped in training) and SigLIP, the fixed ``s`` for CosFace;
+        ``logit_bias`` is SigLIP's learned bias. Written by the trainer whenever it saves a
+        model; ``None`` (models saved before, converted official weights) means unknown.
+        :class:`~matminer_clasp.ZeroShotClassifier` uses ``1 / logit_scale`` as its default
+        temperature. An ensemble stores the mean of its members' values (``None`` unless every
+        member has one).
     """
 
     crystal_encoder: str = "cgcnn"
@@ -123,6 +133,8 @@ class ClaspConfig:
     embedding_dim: int = 768
     normalize_eps: float = 1e-6
     members: list[dict[str, Any]] | None = None
+    logit_scale: float | None = None
+    logit_bias: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -148,8 +160,24 @@ class ClaspConfig:
         for name in ("max_num_nbr", "max_sites", "embedding_dim", "max_length", "n_conv"):
             if int(getattr(self, name)) < (0 if name == "n_conv" else 1):
                 raise ValueError(f"ClaspConfig.{name} must be positive, got {getattr(self, name)}")
+        self._check_logits()
         if self.members is not None:
             self.member_configs()  # validates the members
+
+    def _check_logits(self) -> None:
+        if self.logit_scale is not None:
+            self.logit_scale = float(self.logit_scale)
+            if not math.isfinite(self.logit_scale) or self.logit_scale <= 0:
+                raise ValueError(
+                    f"ClaspConfig.logit_scale must be a positive number or None, got "
+                    f"{self.logit_scale}"
+                )
+        if self.logit_bias is not None:
+            self.logit_bias = float(self.logit_bias)
+            if not math.isfinite(self.logit_bias):
+                raise ValueError(f"ClaspConfig.logit_bias must be finite, got {self.logit_bias}")
+            if self.logit_scale is None:
+                raise ValueError("ClaspConfig.logit_bias is set but logit_scale is not")
 
     def member_configs(self) -> list[ClaspConfig]:
         """Full single-model configs of the ensemble's members (``[]`` for a single model)."""

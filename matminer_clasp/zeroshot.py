@@ -3,7 +3,9 @@
 Follow a prediction: each label is written into several prompt templates -> ``encode_texts`` ->
 the unit vectors are averaged and renormalised (prompt ensembling, as in CLIP / open_clip) ->
 cosine against the structure embeddings -> ``argmax`` (``predict``) or softmax of
-``cosine / temperature`` (``predict_proba``). The official CLaSP zero-shot evaluation
+``cosine / temperature`` (``predict_proba``; by default ``temperature = 1 / logit_scale``, the
+scale the model's training loss used, when its ``config.json`` stores one). The official CLaSP
+zero-shot evaluation
 (``eval_scripts/eval_zero_shot_roc.py``) scores bare keywords by cosine; the bare ``"{}"`` template
 is therefore one of the defaults.
 """
@@ -115,9 +117,13 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         "X vs not X": ``classes_ = [False, True]``, ``decision_function`` is
         ``cos(X) - cos(not X) - threshold_`` and ``predict_proba`` its logistic.
     temperature
-        Softmax temperature on cosines (``0.1`` = logit scale 10). Only ``predict_proba`` depends
-        on it; ``fit(X, y)`` with ``calibrate=True`` replaces it by the value that minimises the
-        log-loss on ``(X, y)`` (stored as ``temperature_``).
+        Softmax temperature on cosines (``0.1`` = logit scale 10). ``None`` (default): ``1 /
+        model.config.logit_scale``, the scale the model's training loss applied to cosines
+        (stored by the trainer), or ``0.1`` for a model that stores none. A given value always
+        wins. Only ``predict_proba`` depends on it; ``fit(X, y)`` with ``calibrate=True``
+        replaces it by the value that minimises the log-loss on ``(X, y)`` (stored as
+        ``temperature_``). A SigLIP model's ``logit_bias`` is not used: both modes compare
+        classes by a softmax, in which a bias common to all classes cancels.
     calibrate
         When ``fit`` receives ``y``: fit ``temperature_`` (grid search on the log-loss) and, in
         binary mode, ``threshold_`` (maximising balanced accuracy). ``predict`` in multi-class
@@ -134,7 +140,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     class_embeddings_ : numpy.ndarray
         ``(n_classes, dim)`` unit-norm prompt-ensemble embeddings (binary: ``[not X, X]``).
     temperature_, threshold_ : float
-        Temperature and binary decision threshold in use.
+        Temperature and binary decision threshold in use (``temperature_`` comes from
+        ``temperature``, else the model's stored scale, else 0.1, unless calibrated).
     n_features_in_ : int
         The model's embedding size (the width of precomputed-embedding input).
 
@@ -151,7 +158,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         negative_templates: Sequence[str] | None = None,
         model: Any = None,
         binary: bool = False,
-        temperature: float = 0.1,
+        temperature: float | None = None,
         calibrate: bool = True,
         batch_size: int = 64,
         device: Any = None,
@@ -234,8 +241,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         ZeroShotClassifier
             ``self``.
         """
-        if not self.temperature or self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature!r}")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError(f"temperature must be positive or None, got {self.temperature!r}")
         labels, groups = self._prompts()
         if y is not None:
             _check_target(y, self.binary)
@@ -250,7 +257,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         self.class_embeddings_ = np.stack(centroids).astype(np.float32)
         self.classes_ = np.array([False, True]) if self.binary else np.asarray(labels)
         self.n_features_in_ = int(model.config.embedding_dim)
-        self.temperature_ = float(self.temperature)
+        self.temperature_ = _default_temperature(self.temperature, model)
         self.threshold_ = 0.0
         if X is not None:
             emb_x = self._embed(X)
@@ -327,6 +334,18 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags
+
+
+#: Temperature of models that store no logit scale (trained before it was stored, converted).
+FALLBACK_TEMPERATURE = 0.1
+
+
+def _default_temperature(temperature: float | None, model: Any) -> float:
+    """The given ``temperature``, else ``1 / model.config.logit_scale``, else the fallback."""
+    if temperature is not None:
+        return float(temperature)
+    scale = getattr(model.config, "logit_scale", None)
+    return 1.0 / float(scale) if scale else FALLBACK_TEMPERATURE
 
 
 def _check_target(y: Any, binary: bool) -> None:

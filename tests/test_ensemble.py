@@ -103,3 +103,38 @@ def test_narrow_member_keeps_a_wide_crystal_head(tmp_path, struct_list):
     assert model.encode_structures(struct_list).shape == (len(struct_list), 8)
     model.save_pretrained(tmp_path / "m")
     assert ClaspModel.from_pretrained(tmp_path / "m").config.crystal_hidden_dim == 24
+
+
+def test_merged_logit_scale_is_the_member_mean_or_none():
+    from matminer_clasp.model.ensemble import merge_config
+
+    graph = tiny_config(embedding_dim=16, logit_scale=20.0, logit_bias=-8.0)
+    comp = tiny_config(embedding_dim=16, crystal_encoder="composition", logit_scale=30.0,
+                       logit_bias=-12.0)
+    merged = merge_config([graph, comp])
+    assert merged.logit_scale == 25.0 and merged.logit_bias == -10.0
+    unbiased = tiny_config(embedding_dim=16, crystal_encoder="composition", logit_scale=30.0)
+    merged = merge_config([graph, unbiased])
+    assert merged.logit_scale == 25.0 and merged.logit_bias is None
+    unknown = tiny_config(embedding_dim=16, crystal_encoder="composition")
+    merged = merge_config([graph, unknown])
+    assert merged.logit_scale is None and merged.logit_bias is None
+
+
+def test_logit_scale_config_checks(tmp_path):
+    import json
+
+    assert ClaspConfig().logit_scale is None and ClaspConfig().logit_bias is None
+    cfg = tiny_config(logit_scale=14.5, logit_bias=-3.0)
+    assert ClaspConfig.from_dict(cfg.to_dict()).logit_scale == 14.5
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="logit_scale must be a positive number"):
+            tiny_config(logit_scale=bad)
+    with pytest.raises(ValueError, match="logit_bias is set but logit_scale is not"):
+        tiny_config(logit_bias=-3.0)
+    # a config.json written before these fields existed still loads
+    old = tiny_config().to_dict()
+    del old["logit_scale"], old["logit_bias"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = ClaspConfig.load(tmp_path)
+    assert loaded.logit_scale is None and loaded.logit_bias is None

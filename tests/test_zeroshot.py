@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -198,4 +199,30 @@ def test_multiclass_temperature_calibration(clf, rng):
     noisy = clone(clf).fit(X, rng.permutation(truth))
     assert sharp.temperature_ < noisy.temperature_
     np.testing.assert_array_equal(sharp.predict(X), clf.predict(X))  # argmax unchanged
-    assert clf.temperature_ == clf.temperature == 0.1
+    # the tiny model stores no logit scale: the fallback temperature
+    assert clf.temperature is None and clf.temperature_ == 0.1
+
+
+def test_default_temperature_is_the_models_logit_scale(tiny_model_dir, tmp_path, rng):
+    import json
+
+    folder = tmp_path / "scaled"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(logit_scale=25.0, logit_bias=-10.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    X = unit(rng, 20)
+    clf = ZeroShotClassifier(LABELS, model=str(folder)).fit()
+    assert clf.temperature_ == pytest.approx(1 / 25.0)
+    z = np.exp(25.0 * clf.decision_function(X))
+    np.testing.assert_allclose(clf.predict_proba(X), z / z.sum(axis=1, keepdims=True), rtol=1e-6)
+    binary = ZeroShotClassifier("garnet", binary=True, model=str(folder)).fit()
+    margin = binary.decision_function(X)  # the bias cancels in "X" vs "not X"
+    np.testing.assert_allclose(binary.predict_proba(X)[:, 1], 1 / (1 + np.exp(-25.0 * margin)),
+                               rtol=1e-6)
+    # a given temperature wins; calibration still replaces it
+    assert ZeroShotClassifier(LABELS, model=str(folder), temperature=0.5).fit().temperature_ == 0.5
+    truth = clf.classes_[clf.decision_function(X).argmax(axis=1)]
+    assert clone(clf).fit(X, truth).temperature_ != pytest.approx(1 / 25.0)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        ZeroShotClassifier(LABELS, model=str(folder), temperature=0.0).fit()

@@ -90,8 +90,24 @@ def merge_config(configs: Sequence[ClaspConfig]) -> ClaspConfig:
         graph_dropout=0.0,
         embedding_dim=first.embedding_dim * len(configs),
         members=[{name: getattr(c, name) for name in MEMBER_FIELDS} for c in configs],
+        logit_scale=_mean_or_none([c.logit_scale for c in configs]),
+        logit_bias=None,
     )
+    if base["logit_scale"] is not None:
+        base["logit_bias"] = _mean_or_none([c.logit_bias for c in configs])
     return ClaspConfig(**base)
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of ``values``, or ``None`` when any is ``None``.
+
+    The ensemble's cosine is the mean of the members' cosines; when the members share a scale
+    ``s`` (and bias ``b``), ``s * mean(cos) + b`` is the mean of their logits; with different
+    scales it is an approximation.
+    """
+    if any(v is None for v in values):
+        return None
+    return float(sum(values) / len(values))
 
 
 def merge_models(models: Sequence[ClaspModel]) -> ClaspModel:
@@ -107,6 +123,8 @@ def merge_models(models: Sequence[ClaspModel]) -> ClaspModel:
     -------
     ClaspModel
         In eval mode; its cosines are the means of the members' cosines (up to float rounding).
+        Its ``config.logit_scale`` (and ``logit_bias``) is the mean of the members' when every
+        member has one, else ``None``.
 
     Examples
     --------

@@ -1,7 +1,9 @@
 """Training and evaluation of CLaSP models.
 
-``fit(config)`` trains (see :mod:`.trainer`); ``evaluate_model`` / ``evaluate_cli`` evaluate
-(see :mod:`.evaluate`); losses are in :mod:`.losses`; data loading in :mod:`.data`.
+``fit(config)`` trains (see :mod:`.trainer`; checkpoints and saved models in
+:mod:`.checkpoint`, the lr schedule in :mod:`.optimization`); ``evaluate_model`` /
+``evaluate_cli`` evaluate (see :mod:`.evaluate`, with :mod:`.keywords`, :mod:`.metrics` and
+:mod:`.report`); losses are in :mod:`.losses`; data loading in :mod:`.data`.
 Names are imported lazily so that ``import matminer_clasp.train.data`` stays light.
 """
 

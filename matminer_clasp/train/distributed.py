@@ -78,6 +78,14 @@ def init_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]
     return DistInfo(world, rank, local_rank), dev
 
 
+# Why these two autograd functions are not torch.distributed.nn.functional.all_gather /
+# all_reduce: those compute the same thing (forward all-gather, backward sum of every rank's
+# gradient of the local rows; all_reduce's gradient is all_reduce), but torch 2.13 deprecates
+# the whole torch.distributed.nn.functional module (a FutureWarning on every call), and its
+# named successor, torch.distributed._functional_collectives.all_gather_single, is private and
+# missing from the older torch this package supports (>= 2.2). Each function below is two
+# public collectives; tests/train/test_trainer.py::test_two_processes_match_one checks that N
+# processes give the gradient of one process on the whole batch.
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0; backward sums every rank's gradient and keeps the local rows."""
 

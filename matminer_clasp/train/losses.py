@@ -16,6 +16,11 @@ positives, the row loss is the cross-entropy against that soft target minus its 
 with the single-positive loss), and CosFace subtracts its margin from every positive logit.
 Without ``caption_ids`` (or when all captions in the batch differ) every loss reduces exactly to
 its single-positive form.
+
+Every loss also says how it turns a cosine into a logit, ``scale * cos + bias``
+(``logit_scale_and_bias()``); the trainer stores these numbers with the saved model
+(``ClaspConfig.logit_scale`` / ``logit_bias``) so that zero-shot probabilities use the scale the
+model was trained with.
 """
 
 from __future__ import annotations
@@ -118,6 +123,14 @@ class CosFaceLoss(nn.Module):
         logits = self.s * (cos - self.m * pos.to(cos.dtype))
         return _symmetric_ce(logits, pos)
 
+    def logit_scale_and_bias(self) -> tuple[float, float | None]:
+        """The fixed scale ``s`` and no bias (the margin is a training device: not stored).
+
+        At inference there is no positive to subtract the margin from, so the logits of the
+        loss's softmax are ``s * cos``.
+        """
+        return self.s, None
+
     def extra_repr(self) -> str:  # noqa: D102
         return f"s={self.s}, m={self.m}"
 
@@ -140,8 +153,14 @@ class InfoNCELoss(nn.Module):
         """Return the scalar loss of a batch of paired embeddings."""
         _check(crystal, text)
         pos = positive_mask(len(text), caption_ids, text.device)
-        scale = self.logit_scale.exp().clamp(max=self.max_scale)
-        return _symmetric_ce(scale * (text @ crystal.t()), pos)
+        return _symmetric_ce(self._scale() * (text @ crystal.t()), pos)
+
+    def _scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=self.max_scale)
+
+    def logit_scale_and_bias(self) -> tuple[float, float | None]:
+        """The learned ``exp(logit_scale)``, clamped to ``max_scale`` as in training; no bias."""
+        return float(self._scale().detach()), None
 
 
 class SigLIPLoss(nn.Module):
@@ -167,6 +186,10 @@ class SigLIPLoss(nn.Module):
         logits = self.logit_scale.exp() * (text @ crystal.t()) + self.logit_bias
         signs = pos.to(logits.dtype) * 2 - 1
         return -F.logsigmoid(signs * logits).sum() / len(text)
+
+    def logit_scale_and_bias(self) -> tuple[float, float | None]:
+        """The learned scale ``exp(logit_scale)`` and bias ``logit_bias``."""
+        return float(self.logit_scale.detach().exp()), float(self.logit_bias.detach())
 
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {

@@ -1,25 +1,22 @@
 """The training loop: :func:`fit`.
 
 Follow one step: the epoch's order comes from ``seed`` and the epoch number alone
-(:func:`epoch_order`); each contrastive batch is cut into one contiguous shard per process;
-:func:`collate_pairs` turns ``(graph, caption id)`` items into a ``torch_geometric`` batch;
-the crystal tower embeds the graphs and the text head embeds the cached pooled features of the
-frozen text encoder (:func:`text_features`); embeddings are gathered across processes with
-gradient; the loss from :mod:`.losses` sees the whole batch; gradients are averaged, clipped and
-applied by AdamW under a warm-up + cosine schedule. Checkpoints hold the model
-(``save_pretrained``) and the optimizer/scaler/RNG state (:mod:`.state`); because the data order
-is a function of (seed, epoch) and the global step, resuming repeats the uninterrupted run.
+(:func:`~.batches.epoch_order`); each contrastive batch is cut into one contiguous shard per
+process; :func:`~.batches.collate_pairs` turns ``(graph, caption id)`` items into a
+``torch_geometric`` batch; the crystal tower embeds the graphs and the text head embeds the cached
+pooled features of the frozen text encoder (:func:`~.text_cache.text_features`); embeddings are
+gathered across processes with gradient (:mod:`.distributed`); the loss from :mod:`.losses` sees
+the whole batch; gradients are averaged, clipped and applied by AdamW at the rate of
+:func:`~.optimization.lr_factor`. Checkpoints (:mod:`.checkpoint`) hold the model and the
+optimizer/scaler/RNG state (:mod:`.state`); because the data order is a function of
+(seed, epoch) and the global step, resuming repeats the uninterrupted run. Every saved model
+(final, ``best/``, checkpoints) carries the loss's logit scale (:func:`~.checkpoint.save_model`).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import logging
-import math
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -29,13 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
-from matminer_clasp.config import WEIGHTS_NAME, ClaspConfig
+from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model.clasp import ClaspModel
-from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
+from matminer_clasp.train.batches import CaptionIndex, PairDataset, collate_pairs, epoch_order
+from matminer_clasp.train.checkpoint import (
+    restore_checkpoint,
+    resume_folder,
+    save_model,
+    write_checkpoint,
+)
 from matminer_clasp.train.config import TrainConfig
 from matminer_clasp.train.distributed import (
     DistInfo,
@@ -46,119 +48,17 @@ from matminer_clasp.train.distributed import (
     init_distributed,
 )
 from matminer_clasp.train.losses import make_loss
-from matminer_clasp.train.state import capture_rng, load_trainer_state, save_trainer_state
+from matminer_clasp.train.metric_log import MetricLog
+from matminer_clasp.train.metrics import retrieval_recall
+from matminer_clasp.train.optimization import autocast_dtype, build_optimizer, lr_factor
+from matminer_clasp.train.state import capture_rng
+from matminer_clasp.train.text_cache import TEXT_FEATURES_NAME, text_features
 
+# collate_pairs, epoch_order, text_features, lr_factor and CaptionIndex live in their own
+# modules now; they stay importable from here, where they were first published.
 __all__ = ["fit", "collate_pairs", "epoch_order", "text_features", "lr_factor", "CaptionIndex"]
 
-log = logging.getLogger(__name__)
 
-TEXT_FEATURES_NAME = "text_features.safetensors"
-METRIC_COLUMNS = ["step", "epoch", "split", "loss", "lr", "samples_per_s",
-                  "recall@1", "recall@5", "recall@10", "elapsed_s"]
-
-
-# ---------------------------------------------------------------------------- data plumbing
-class CaptionIndex:
-    """Distinct captions (first-appearance order) and the distinct id of every pair."""
-
-    def __init__(self, captions: Sequence[str]) -> None:
-        ids: dict[str, int] = {}
-        self.pair_ids = np.array([ids.setdefault(c, len(ids)) for c in captions], dtype=np.int64)
-        self.distinct = list(ids)
-
-
-class _Pairs(torch.utils.data.Dataset):
-    def __init__(self, graphs: Sequence[Data], caption_ids: np.ndarray) -> None:
-        self.graphs, self.caption_ids = graphs, caption_ids
-
-    def __len__(self) -> int:
-        return len(self.graphs)
-
-    def __getitem__(self, i: int) -> tuple[Data, int]:
-        return self.graphs[i], int(self.caption_ids[i])
-
-
-def collate_pairs(items: Sequence[tuple[Data, int]]) -> tuple[Batch, torch.Tensor]:
-    """Collate ``(graph, caption index)`` items into ``(Batch, LongTensor of caption indices)``."""
-    graphs, caption_ids = zip(*items)
-    return Batch.from_data_list(list(graphs)), torch.tensor(caption_ids, dtype=torch.long)
-
-
-def epoch_order(train_indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled training order of ``epoch``: a function of (seed, epoch) only."""
-    rng = np.random.default_rng([int(seed), int(epoch)])
-    return np.asarray(train_indices)[rng.permutation(len(train_indices))]
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
-    """Multiplier of the peak lr for optimizer step ``step`` (0-based) of ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
-    return min_ratio + (1.0 - min_ratio) * shape
-
-
-# ---------------------------------------------------------------------------- text features
-def _text_fingerprint(model: ClaspModel, captions: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    cfg = model.config
-    h.update(f"{cfg.text_model}|{cfg.text_pooling}|{cfg.max_length}\n".encode())
-    for name, tensor in sorted(model.text_tower.bert.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    for caption in captions:
-        h.update(caption.encode() + b"\0")
-    return h.hexdigest()
-
-
-@torch.inference_mode()
-def text_features(
-    model: ClaspModel,
-    captions: Sequence[str],
-    device: torch.device,
-    cache_file: Path | None = None,
-    batch_size: int = 256,
-    show_progress_bar: bool = False,
-) -> torch.Tensor:
-    """Pooled frozen-encoder features ``(n, hidden)`` of ``captions``, computed once.
-
-    The encoder runs in eval mode (no dropout), each caption once, in length-sorted batches. With
-    ``cache_file`` the result is stored as safetensors with a fingerprint of the encoder weights
-    and captions, and reused when the fingerprint matches.
-    """
-    fingerprint = _text_fingerprint(model, captions)
-    if cache_file is not None and cache_file.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(cache_file), framework="pt") as f:
-            if (f.metadata() or {}).get("fingerprint") == fingerprint:
-                return f.get_tensor("features").to(device)
-    tower = model.text_tower
-    was_training = tower.training
-    tower.eval().to(device)
-    out = None
-    order = np.argsort([-len(c) for c in captions], kind="stable")
-    try:
-        for start in tqdm(range(0, len(captions), batch_size), desc="Caching text features",
-                          disable=not show_progress_bar):
-            idx = order[start : start + batch_size]
-            tokens = model.tokenize([captions[i] for i in idx]).to(device)
-            feats = tower.pooled_features(tokens["input_ids"], tokens["attention_mask"]).float()
-            if out is None:
-                out = torch.empty(len(captions), feats.shape[1], device=device)
-            out[torch.as_tensor(idx, device=device)] = feats
-    finally:
-        tower.train(was_training)
-    if cache_file is not None:
-        save_file({"features": out.cpu().contiguous()}, str(cache_file),
-                  metadata={"fingerprint": fingerprint})
-    return out
-
-
-# ---------------------------------------------------------------------------- helpers
 def _as_config(config: TrainConfig | str | Path | dict[str, Any]) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return config
@@ -174,76 +74,9 @@ def _build_model(cfg: TrainConfig) -> ClaspModel:
     return ClaspModel(ClaspConfig.from_dict(cfg.model or {}))
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def _load_weights(model: ClaspModel, folder: Path) -> None:
-    state = load_file(str(folder / WEIGHTS_NAME))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(TEXT_ENCODER_PREFIX)]
-    if missing or unexpected:
-        raise ValueError(
-            f"cannot resume from {folder}: its weights do not match the model ({missing[:3]} "
-            f"missing, {unexpected[:3]} unexpected)"
-        )
-
-
-def _latest_checkpoint(output_dir: Path) -> Path | None:
-    found = [(int(p.name.split("-")[1]), p) for p in output_dir.glob("checkpoint-*")
-             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()]
-    return max(found)[1] if found else None
-
-
 def _barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-class _MetricLog:
-    """``metrics.csv`` (rank 0), plus TensorBoard when it is installed."""
-
-    def __init__(self, folder: Path, enabled: bool, resume_step: int | None) -> None:
-        self.enabled = enabled
-        self.path = folder / "metrics.csv"
-        self.tb = None
-        if not enabled:
-            return
-        rows = []
-        if resume_step is not None and self.path.is_file():
-            with self.path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        try:
-            import tensorboard  # noqa: F401
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(folder / "tensorboard"))
-        except ImportError:
-            self.tb = None
-
-    def write(self, row: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, METRIC_COLUMNS).writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
-        if self.tb is not None:
-            for key, value in row.items():
-                if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
-                    self.tb.add_scalar(f"{row['split']}/{key}", value, row["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 # ---------------------------------------------------------------------------- the run
@@ -310,61 +143,28 @@ class _Run:
             if any(name.startswith(prefix) for prefix in cfg.freeze):
                 param.requires_grad_(False)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": self.params, "weight_decay": cfg.weight_decay}]
-        loss_params = list(self.loss_fn.parameters())
-        if loss_params:
-            groups.append({"params": loss_params, "weight_decay": 0.0})
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-        self.amp_dtype = _autocast_dtype(cfg.precision, self.device)
+        self.optimizer = build_optimizer(self.params, self.loss_fn.parameters(),
+                                         cfg.learning_rate, cfg.weight_decay)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.best: float | None = None
         self.bad_evals = 0
         self.last_eval_step = -1
-        resume_from = self._resume_folder()
+        resume_from = resume_folder(cfg.resume, self.out)
         if resume_from is not None:
-            self._resume(resume_from)
+            info = restore_checkpoint(resume_from, model, self.optimizer, self.loss_fn,
+                                      self.scaler, self.info.rank, self.info.world_size,
+                                      self.fingerprint)
+            self.step = int(info["step"])
+            self.best, self.bad_evals = info["best"], int(info["bad_evals"])
+            self.last_eval_step = int(info["last_eval_step"])
         if self.info.is_main:
             cfg.save(self.out / "train_config.json")
             (self.out / "data_fingerprint").write_text(self.fingerprint + "\n")
-        self.metrics = _MetricLog(self.out, self.info.is_main,
-                                  self.step if resume_from is not None else None)
-
-    def _resume_folder(self) -> Path | None:
-        resume = self.cfg.resume
-        if resume is False or resume is None:
-            return None
-        if resume is True:
-            folder = _latest_checkpoint(self.out)
-            if folder is None:
-                log.warning("resume=True but %s holds no checkpoint: starting afresh", self.out)
-            return folder
-        folder = Path(resume)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"resume checkpoint {folder} not found")
-        return folder
-
-    def _resume(self, folder: Path) -> None:
-        _load_weights(self.model, folder)
-        meta = load_trainer_state(folder, self.optimizer, self.loss_fn, self.info.rank)
-        info = meta["info"]
-        if info["data_fingerprint"] != self.fingerprint:
-            raise ValueError(
-                f"cannot resume from {folder}: it was trained on different data (fingerprint "
-                f"{info['data_fingerprint']}, now {self.fingerprint})"
-            )
-        if info["world_size"] != self.info.world_size:
-            raise ValueError(
-                f"cannot resume from {folder}: it was written by {info['world_size']} processes, "
-                f"this run has {self.info.world_size}; the data order would differ"
-            )
-        if meta["scaler"]:
-            self.scaler.load_state_dict(meta["scaler"])
-        self.step = int(info["step"])
-        self.best, self.bad_evals = info["best"], int(info["bad_evals"])
-        self.last_eval_step = int(info["last_eval_step"])
-        log.info("resumed from %s at step %d", folder, self.step)
+        self.metrics = MetricLog(self.out, self.info.is_main,
+                                 self.step if resume_from is not None else None)
 
     # -------------------------------------------------------------- one step
     def _autocast(self) -> Any:
@@ -392,7 +192,7 @@ class _Run:
             for j in range(first_micro, n_micro)
         ]
         return torch.utils.data.DataLoader(
-            _Pairs(self.pairs.graphs, self.captions.pair_ids),
+            PairDataset(self.pairs.graphs, self.captions.pair_ids),
             batch_sampler=[s.tolist() for s in shards],
             collate_fn=collate_pairs,
             num_workers=self.cfg.num_workers,
@@ -436,13 +236,11 @@ class _Run:
     # -------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
         """Validation loss (contrastive batches of the training size) and text->structure recall."""
-        from matminer_clasp.train.evaluate import retrieval_recall
-
         model, idx = self.model, self.val_idx
         graphs = [self.pairs.graphs[i] for i in idx]
         crystal = torch.from_numpy(model.encode_graphs(graphs, self.global_batch, self.device))
         ids = self.captions.pair_ids[idx]
-        distinct = np.unique(ids)
+        distinct, local = np.unique(ids, return_inverse=True)
         model.eval()
         with torch.inference_mode():
             if self.features is not None:
@@ -451,13 +249,12 @@ class _Run:
             else:
                 text_d = torch.from_numpy(model.encode_texts(
                     [self.captions.distinct[i] for i in distinct], device=self.device))
-        position = {c: k for k, c in enumerate(distinct)}
-        local = np.array([position[c] for c in ids])
         text = text_d[torch.as_tensor(local)]
         losses, weights = [], []
+        size = self.cfg.eval_batch_size or self.global_batch
         with torch.inference_mode():
-            for start in range(0, len(idx), self.cfg.eval_batch_size or self.global_batch):
-                stop = start + (self.cfg.eval_batch_size or self.global_batch)
+            for start in range(0, len(idx), size):
+                stop = start + size
                 if len(idx[start:stop]) < 2:
                     continue
                 value = self.loss_fn(crystal[start:stop].to(self.device),
@@ -479,23 +276,12 @@ class _Run:
             gathered = [rng]
         if not self.info.is_main:
             return
-        folder = self.out / f"checkpoint-{self.step}"
-        tmp = self.out / f".tmp-checkpoint-{self.step}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
         info = {"step": self.step, "epoch": self.step // self.steps_per_epoch,
                 "world_size": self.info.world_size, "data_fingerprint": self.fingerprint,
                 "best": self.best, "bad_evals": self.bad_evals,
                 "last_eval_step": self.last_eval_step}
-        save_trainer_state(tmp, self.optimizer, self.loss_fn, self.scaler.state_dict(),
-                           gathered, info)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        if self.cfg.keep_checkpoints:
-            old = sorted((int(p.name.split("-")[1]), p) for p in self.out.glob("checkpoint-*")
-                         if p.name.split("-")[1].isdigit())
-            for _, path in old[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(path, ignore_errors=True)
+        write_checkpoint(self.out, self.step, self.model, self.optimizer, self.loss_fn,
+                         self.scaler.state_dict(), gathered, info, self.cfg.keep_checkpoints)
 
     def _evaluate_and_track(self, epoch: int) -> bool:
         """Validate, log, keep ``best/``; return True when early stopping triggers."""
@@ -509,7 +295,7 @@ class _Run:
         if self.best is None or sign * value < sign * self.best:
             self.best, self.bad_evals = value, 0
             if self.info.is_main:
-                self.model.save_pretrained(self.out / "best")
+                save_model(self.model, self.loss_fn, self.out / "best")
         else:
             self.bad_evals += 1
         patience = self.cfg.early_stopping_patience
@@ -560,7 +346,7 @@ class _Run:
         if use_val and self.last_eval_step != self.step:
             self._evaluate_and_track(self.step // self.steps_per_epoch)
         if self.info.is_main:
-            self.model.save_pretrained(self.out)
+            save_model(self.model, self.loss_fn, self.out)
             summary = {"steps": self.step, "best_" + cfg.early_stopping_metric: self.best,
                        "early_stopped": stop, "world_size": self.info.world_size}
             (self.out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

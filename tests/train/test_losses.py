@@ -119,6 +119,17 @@ def test_siglip_hand_computed():
     assert loss(eye.float(), eye.float()).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_logit_scale_and_bias_is_what_the_loss_applies_to_cosines():
+    assert CosFaceLoss(s=3.0, m=0.5).logit_scale_and_bias() == (3.0, None)
+    infonce = InfoNCELoss()
+    assert infonce.logit_scale_and_bias() == (pytest.approx(1 / 0.07), None)
+    with torch.no_grad():
+        infonce.logit_scale.fill_(10.0)
+    assert infonce.logit_scale_and_bias() == (100.0, None)  # clamped, as in the loss
+    scale, bias = SigLIPLoss(init_scale=5.0, init_bias=-2.0).logit_scale_and_bias()
+    assert scale == pytest.approx(5.0) and bias == -2.0
+
+
 def test_positive_mask_and_errors():
     mask = positive_mask(3, torch.tensor([1, 2, 1]))
     assert mask.tolist() == [[True, False, True], [False, True, False], [True, False, True]]

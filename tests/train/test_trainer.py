@@ -100,6 +100,35 @@ def test_helpers():
     assert lr_factor(55, 100, 0, "constant") == 1.0
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_lr_factor_against_transformers_schedules(schedule):
+    # after the warm-up lr_factor is transformers' schedule; during it, one step ahead (the
+    # reason it is not replaced: transformers' first step has lr 0; see lr_factor's notes)
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    total, warmup = 50, 5
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    if schedule == "constant":
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+    else:
+        make = {"cosine": get_cosine_schedule_with_warmup,
+                "linear": get_linear_schedule_with_warmup}[schedule]
+        scheduler = make(optimizer, warmup, total)
+    theirs = []
+    for _ in range(total + 1):
+        theirs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    ours = [lr_factor(step, total, warmup, schedule) for step in range(total)]
+    assert theirs[0] == 0.0 and ours[0] == pytest.approx(1 / warmup)
+    np.testing.assert_allclose(ours[:warmup], theirs[1 : warmup + 1], rtol=1e-12)
+    np.testing.assert_allclose(ours[warmup:], theirs[warmup:total], rtol=1e-12, atol=1e-15)
+
+
 def test_collate(pairs):
     batch, ids = collate_pairs([(pairs.graphs[0], 3), (pairs.graphs[1], 0)])
     assert batch.num_graphs == 2 and ids.tolist() == [3, 0]
@@ -169,6 +198,34 @@ def test_resume_matches_uninterrupted(tmp_path, tiny_model_dir, pairs):
         assert got["lr"] == pytest.approx(want["lr"], rel=1e-12)
     steps = pd.read_csv(tmp_path / "cut" / "metrics.csv")["step"].tolist()
     assert steps == list(range(1, 9))  # rows after the checkpoint were replaced, not duplicated
+
+
+@pytest.mark.parametrize("loss", ["infonce", "siglip", "cosface"])
+def test_saved_models_store_the_loss_logit_scale(tmp_path, tiny_model_dir, pairs, loss):
+    from matminer_clasp.zeroshot import ZeroShotClassifier
+
+    cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=3, eval_every=3,
+                      checkpoint_every=3, loss=loss)
+    out = fit(cfg, pairs=pairs, splits=_splits(pairs))
+    state = load_file(str(out / "checkpoint-3" / "trainer_state.safetensors"))
+    if loss == "cosface":  # the fixed scale s; the margin is not used at inference
+        scale, bias = 3.0, None
+    else:  # the learned multiplier exp(logit_scale), not its log
+        scale = float(state["loss.logit_scale"].exp())
+        initial = {"infonce": 1 / 0.07, "siglip": 10.0}[loss]
+        assert scale != pytest.approx(initial, rel=1e-5)  # learned, not the initial value
+        bias = float(state["loss.logit_bias"]) if loss == "siglip" else None
+    for folder in (out, out / "best", out / "checkpoint-3"):
+        saved = json.loads((folder / "config.json").read_text())
+        assert saved["logit_scale"] == pytest.approx(scale, rel=1e-6), folder
+        if bias is None:
+            assert saved["logit_bias"] is None
+        else:
+            assert saved["logit_bias"] == pytest.approx(bias, rel=1e-6)
+    model = ClaspModel.from_pretrained(out)
+    assert model.config.logit_scale == pytest.approx(scale, rel=1e-6)
+    clf = ZeroShotClassifier(CAPTIONS, model=model).fit()
+    assert clf.temperature_ == pytest.approx(1 / scale, rel=1e-6)
 
 
 def test_text_features_computed_once(tmp_path, pairs):

@@ -1,0 +1,82 @@
+"""Optimisation settings of a run: AdamW parameter groups, the lr schedule, mixed precision.
+
+The learning rate of every optimizer step is a pure function of the global step
+(:func:`lr_factor`), set on the optimizer before the step; no scheduler object carries state, so
+a resumed run recomputes exactly the rates of the uninterrupted one from its step count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["lr_factor", "build_optimizer", "autocast_dtype"]
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak lr for optimizer step ``step`` (0-based) of ``total``.
+
+    Parameters
+    ----------
+    step, total
+        The step about to be taken (0 for the first) and the number of steps of the run.
+    warmup
+        Linear warm-up steps: step ``k < warmup`` uses ``(k + 1) / warmup``, so the first step
+        already moves the weights and step ``warmup - 1`` reaches the peak.
+    schedule
+        ``"cosine"`` or ``"linear"`` decay from the peak to ``min_ratio`` over the remaining
+        steps, or ``"constant"``.
+    min_ratio
+        Final multiplier of the decaying schedules.
+
+    Notes
+    -----
+    After the warm-up this is exactly ``transformers``' ``get_cosine_schedule_with_warmup``
+    (``get_cosine_with_min_lr_schedule_with_warmup`` with ``min_lr_rate``) and
+    ``get_linear_schedule_with_warmup`` (which has no ``min_lr_rate``). It is not replaced by
+    them because their warm-up is ``k / warmup``: the first optimizer step runs at lr 0 (a
+    wasted step) and every warm-up step is one step behind, so the runs that trained the bundled
+    model (``warmup_ratio: 0.05``) would not be reproduced. ``tests/train/test_trainer.py``
+    checks both facts against ``transformers``.
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def build_optimizer(
+    params: Iterable[nn.Parameter], loss_params: Iterable[nn.Parameter], lr: float,
+    weight_decay: float,
+) -> torch.optim.AdamW:
+    """AdamW over the model's trainable ``params`` and, without weight decay, the loss's own.
+
+    The learnable temperature / bias of a loss (InfoNCE, SigLIP) is a scalar on a log or logit
+    scale; decaying it towards 0 would pull the scale towards 1, so it is in a group of its own.
+    """
+    groups = [{"params": list(params), "weight_decay": weight_decay}]
+    loss_params = list(loss_params)
+    if loss_params:
+        groups.append({"params": loss_params, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``TrainConfig.precision`` on ``device`` (``None``: fp32).
+
+    ``"auto"`` is bf16 on CUDA devices that support it, fp16 (with loss scaling) on older ones,
+    and fp32 elsewhere.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16

@@ -1,0 +1,96 @@
+"""Pooled features of the frozen text encoder, computed once per distinct caption.
+
+With ``freeze_text`` the text encoder never changes during training, so the trainer runs it once
+per distinct caption (eval mode: no dropout) and trains only the text head on the cached
+features. :func:`text_features` stores them as safetensors with a fingerprint of the encoder
+weights, the pooling and the captions, and reuses the file only when the fingerprint matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from matminer_clasp.model.clasp import ClaspModel
+
+__all__ = ["TEXT_FEATURES_NAME", "text_features"]
+
+#: File name of the cache inside a run folder.
+TEXT_FEATURES_NAME = "text_features.safetensors"
+
+
+def _text_fingerprint(model: ClaspModel, captions: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    cfg = model.config
+    h.update(f"{cfg.text_model}|{cfg.text_pooling}|{cfg.max_length}\n".encode())
+    for name, tensor in sorted(model.text_tower.bert.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for caption in captions:
+        h.update(caption.encode() + b"\0")
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def text_features(
+    model: ClaspModel,
+    captions: Sequence[str],
+    device: torch.device,
+    cache_file: Path | None = None,
+    batch_size: int = 256,
+    show_progress_bar: bool = False,
+) -> torch.Tensor:
+    """Pooled frozen-encoder features ``(n, hidden)`` of ``captions``, computed once.
+
+    Parameters
+    ----------
+    model
+        The model whose text encoder (``model.text_tower``) embeds the captions.
+    captions
+        Distinct captions.
+    device
+        Where the encoder runs and the features are returned.
+    cache_file
+        Optional safetensors file: read when its fingerprint matches, else (re)written.
+    batch_size
+        Captions per forward pass (length-sorted, so padding stays short).
+    show_progress_bar
+        Show a tqdm bar.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(len(captions), hidden)`` float32 features on ``device``, row ``i`` for caption ``i``.
+    """
+    fingerprint = _text_fingerprint(model, captions)
+    if cache_file is not None and cache_file.is_file():
+        with safe_open(str(cache_file), framework="pt") as f:
+            if (f.metadata() or {}).get("fingerprint") == fingerprint:
+                return f.get_tensor("features").to(device)
+    tower = model.text_tower
+    was_training = tower.training
+    tower.eval().to(device)
+    out = None
+    order = np.argsort([-len(c) for c in captions], kind="stable")
+    try:
+        for start in tqdm(range(0, len(captions), batch_size), desc="Caching text features",
+                          disable=not show_progress_bar):
+            idx = order[start : start + batch_size]
+            tokens = model.tokenize([captions[i] for i in idx]).to(device)
+            feats = tower.pooled_features(tokens["input_ids"], tokens["attention_mask"]).float()
+            if out is None:
+                out = torch.empty(len(captions), feats.shape[1], device=device)
+            out[torch.as_tensor(idx, device=device)] = feats
+    finally:
+        tower.train(was_training)
+    if cache_file is not None:
+        save_file({"features": out.cpu().contiguous()}, str(cache_file),
+                  metadata={"fingerprint": fingerprint})
+    return out
