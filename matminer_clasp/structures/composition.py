@@ -15,6 +15,8 @@ from matminer_clasp.errors import InvalidStructureError
 
 #: Elements a mineral formula lists that X-ray structures routinely leave out (unlocated H).
 OPTIONAL_ELEMENTS = frozenset({"H", "D"})
+#: Elements absent from the formula are kept (not a misread label) below this atomic fraction.
+TRACE_FRACTION = 0.01
 
 
 def _formula_elements(formula: str) -> set[str]:
@@ -48,8 +50,9 @@ def check_composition(structure: Structure, formula: str | None) -> tuple[Struct
     Raises
     ------
     InvalidStructureError
-        When elements absent from the formula remain after repair, or formula elements other than
-        H are missing from the structure.
+        When elements absent from the formula remain after repair (unless they are trace
+        amounts, below :data:`TRACE_FRACTION` of the atoms), or formula elements other than H
+        are missing from the structure.
     """
     if not formula or not formula.strip():
         return structure, ""
@@ -60,13 +63,20 @@ def check_composition(structure: Structure, formula: str | None) -> tuple[Struct
     found = {el.symbol for el in structure.composition.elements}
     notes = []
     extra = found - allowed
+    mapping: dict[str, str | None] = {}
     if extra:
         mapping = {sym: _repair_symbol(sym, allowed) for sym in extra}
         unmapped = sorted(sym for sym, new in mapping.items() if new is None)
-        if unmapped:
+        comp = structure.composition.element_composition
+        trace = sum(comp[sym] for sym in unmapped) / max(comp.num_atoms, 1e-12)
+        if unmapped and trace >= TRACE_FRACTION:
             raise InvalidStructureError(
                 f"elements {unmapped} of the parsed structure are not in the formula {formula!r}"
             )
+        if unmapped:  # explicit trace substituents the formula rounds away: kept, noted
+            notes.append(f"trace elements {','.join(unmapped)} absent from the formula kept")
+            mapping = {sym: new for sym, new in mapping.items() if new is not None}
+    if extra and mapping:
         species = []
         for site in structure:
             occ: dict[str, float] = {}
