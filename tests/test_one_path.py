@@ -59,13 +59,14 @@ def test_the_guard_catches_a_bypass(guarded, structures):
 def test_featurizers_index_screen_and_classifier_use_the_one_path(guarded, tiny_model_dir,
                                                                   structures):
     model, calls = guarded
-    rows = ClaspFeaturizer(model=str(tiny_model_dir)).featurize_many(list(structures.values())[:3], pbar=False)
+    items = list(structures.values())[:3]
+    rows = ClaspFeaturizer(model=str(tiny_model_dir)).featurize_many(items, pbar=False)
     assert np.isfinite(np.asarray(rows)).all()
     _check(calls)
     assert len(EmbeddingIndex.build(list(structures.values())[:3], model=str(tiny_model_dir),
                                     show_progress_bar=False)) == 3
     _check(calls)
-    assert len(screen("garnet", list(structures.values())[:3], top_k=2, model=str(tiny_model_dir))) == 2
+    assert len(screen("garnet", items, top_k=2, model=str(tiny_model_dir))) == 2
     _check(calls)
     clf = ZeroShotClassifier(["garnet", "spinel"], model=str(tiny_model_dir)).fit()
     assert len(clf.predict(list(structures.values())[:3])) == 3
