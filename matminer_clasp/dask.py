@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matminer_clasp.featurizers import ClaspFeaturizer, _ClaspEmbedding
+from matminer_clasp.featurizer_base import ClaspEmbeddingFeaturizer
+from matminer_clasp.featurizers import ClaspFeaturizer
 
 __all__ = ["embed_dask_dataframe", "featurize_partition", "output_meta"]
 
@@ -29,7 +30,7 @@ _MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _KEEP_MODELS = 2
 
 
-def _keep_model(featurizer: _ClaspEmbedding) -> None:
+def _keep_model(featurizer: ClaspEmbeddingFeaturizer) -> None:
     key = (type(featurizer).__name__, featurizer._source())
     _MODELS[key] = featurizer.get_model()
     _MODELS.move_to_end(key)
@@ -37,13 +38,13 @@ def _keep_model(featurizer: _ClaspEmbedding) -> None:
         _MODELS.popitem(last=False)
 
 
-def _error_column(featurizer: _ClaspEmbedding) -> str:
+def _error_column(featurizer: ClaspEmbeddingFeaturizer) -> str:
     # matminer's featurize_dataframe names the error column this way
     return f"{type(featurizer).__name__} Exceptions"
 
 
 def output_meta(
-    meta: pd.DataFrame, featurizer: _ClaspEmbedding, return_errors: bool = False
+    meta: pd.DataFrame, featurizer: ClaspEmbeddingFeaturizer, return_errors: bool = False
 ) -> pd.DataFrame:
     """The empty frame Dask needs as ``meta``: the input columns, then the features (float64).
 
@@ -64,7 +65,7 @@ def output_meta(
 
 def featurize_partition(
     partition: pd.DataFrame,
-    featurizer: _ClaspEmbedding,
+    featurizer: ClaspEmbeddingFeaturizer,
     column: str,
     ignore_errors: bool = True,
     return_errors: bool = False,
@@ -106,7 +107,7 @@ def featurize_partition(
 def embed_dask_dataframe(
     ddf: Any,
     column: str,
-    featurizer: _ClaspEmbedding | None = None,
+    featurizer: ClaspEmbeddingFeaturizer | None = None,
     ignore_errors: bool = True,
     return_errors: bool = False,
 ) -> Any:
