@@ -20,7 +20,7 @@ _EXPORTS = {
     "ClaspTextFeaturizer": "matminer_clasp.featurizers",
     "ZeroShotClassifier": "matminer_clasp.zeroshot",
     "EmbeddingIndex": "matminer_clasp.index",
-    "screen": "matminer_clasp.index",
+    "screen": "matminer_clasp.screening",
     "plot_embedding_map": "matminer_clasp.plot",
     "convert_official_checkpoint": "matminer_clasp.convert",
     "errors": "matminer_clasp.errors",

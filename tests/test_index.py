@@ -6,7 +6,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from matminer_clasp.errors import InvalidStructureError
-from matminer_clasp.index import EmbeddingIndex, screen
+from matminer_clasp.index import EmbeddingIndex
+from matminer_clasp.screening import screen
 from matminer_clasp.search import exact_topk
 
 IDS = ["rs", "dia", "hex", "tri", "dis"]

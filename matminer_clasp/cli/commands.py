@@ -86,7 +86,7 @@ def _print_table(frame: Any, columns: list[str]) -> None:
 
 def cmd_screen(args: argparse.Namespace) -> int:
     """``screen QUERY (--index DIR | --amcsd | INPUT) --top-k K``."""
-    from matminer_clasp.index import screen
+    from matminer_clasp.screening import screen
 
     model = load_cli_model(args)
     index = corpus_index(args, model)
