@@ -80,7 +80,9 @@ def declared_spacegroup(data: dict[str, Any]) -> int | None:
         if not isinstance(value, str) or not value.strip("?. '\""):
             continue
         try:
-            return int(SpaceGroup(value.strip().strip("'\"").replace(" ", "")).int_number)
+            with warnings.catch_warnings():  # "full symbol not available" is no news here
+                warnings.simplefilter("ignore")
+                return int(SpaceGroup(value.strip().strip("'\"").replace(" ", "")).int_number)
         except Exception:  # noqa: BLE001 - an unknown symbol is no declaration
             continue
     return None
