@@ -191,3 +191,11 @@ def test_merge_handles_a_group_across_the_cell_boundary():
     # occupancy-weighted mean of x = -0.001 and 0.003 (unwrapped), not of 0.999 and 0.003
     assert fe.frac_coords[0] % 1.0 == pytest.approx(0.001, abs=1e-9)
     assert fe.species.num_atoms == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n]["category"] != "parse_error"))
+def test_the_declared_space_group_is_kept_for_the_fallback(name):
+    from matminer_clasp.structures.symmetry import DECLARED_SPACEGROUP
+
+    structure, _ = parse_cif(_text(name))
+    assert structure.properties[DECLARED_SPACEGROUP] == CASES[name]["declared_spacegroup_number"]

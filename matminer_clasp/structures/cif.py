@@ -23,6 +23,7 @@ import warnings
 from contextlib import redirect_stderr
 from typing import Any
 
+import numpy as np
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.groups import SpaceGroup
@@ -64,8 +65,31 @@ def _parse_with(text: str, settings: dict[str, float]) -> tuple[list[Structure],
     return structures, parser, reason
 
 
-def declared_spacegroup(data: dict[str, Any]) -> int | None:
-    """The space-group number a CIF block declares (number tag, else Hermann-Mauguin symbol)."""
+def _number_from_operations(parser: CifParser, lattice: Any) -> int | None:
+    """The space group of the symmetry operations the CIF lists (spglib), or ``None``."""
+    try:
+        import spglib
+
+        ops = parser.symmetry_operations
+        rotations = np.array([np.rint(op.rotation_matrix) for op in ops], dtype="intc")
+        translations = np.array([op.translation_vector % 1.0 for op in ops], dtype="double")
+        found = spglib.get_spacegroup_type_from_symmetry(
+            rotations, translations, lattice=lattice, symprec=1e-3
+        )
+        return int(found.number) if found is not None else None
+    except Exception:  # noqa: BLE001 - operations that name no group are no declaration
+        return None
+
+
+def declared_spacegroup(
+    data: dict[str, Any], parser: CifParser | None = None, lattice: Any = None
+) -> int | None:
+    """The space-group number a CIF declares.
+
+    In order: the number tag; the group of its listed symmetry operations (AMCSD CIFs give
+    only those and a Hermann-Mauguin symbol, written without bars, such as ``F m 3 m``, that
+    pymatgen cannot read); the Hermann-Mauguin symbol.
+    """
     lowered = {k.lower(): v for k, v in data.items()}
     for tag in _NUMBER_TAGS:
         value = lowered.get(tag)
@@ -74,6 +98,10 @@ def declared_spacegroup(data: dict[str, Any]) -> int | None:
         except (TypeError, ValueError):
             continue
         if 1 <= number <= 230:
+            return number
+    if parser is not None:
+        number = _number_from_operations(parser, lattice)
+        if number is not None:
             return number
     for tag in _SYMBOL_TAGS:
         value = lowered.get(tag)
@@ -137,7 +165,7 @@ def parse_cif(text: str, formula: str | None = None) -> tuple[Structure, list[st
         deviation = composition_deviation(structure, formula or block.get("_chemical_formula_sum"))
         if deviation is not None and deviation > 0.01:
             notes[0] += f"; atomic fractions differ from the formula by up to {deviation:.2f}"
-    declared = declared_spacegroup(block)
+    declared = declared_spacegroup(block, parser, structure.lattice.matrix)
     if declared is not None:
         structure.properties = {**(structure.properties or {}), DECLARED_SPACEGROUP: declared}
     return structure, notes
