@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         index = EmbeddingIndex.build(
             records["structure"], ids=records["id"],
             metadata=records[["mineral", "title"]].fillna(""),
-            model=args.model, ignore_errors=True, show_progress_bar=max_items is None,
+            model=args.model, show_progress_bar=max_items is None,  # errors="skip"
         )
         print(f"built {index}; {len(index.skipped)} structures could not be embedded")
         if args.index_dir:
