@@ -153,7 +153,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- models & indexes
 def _model(args: argparse.Namespace) -> Any:
-    from matminer_clasp.model.io import get_model
+    from matminer_clasp.model.registry import get_model
 
     return get_model(args.model, device=args.device)
 

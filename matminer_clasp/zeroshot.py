@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from matminer_clasp.inputs import check_embeddings, split_inputs
-from matminer_clasp.model.io import get_model
+from matminer_clasp.model.registry import get_model
 
 #: Prompt templates averaged into one class embedding (``{}`` is replaced by the label).
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -168,16 +168,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- model & inputs
     def _get_model(self) -> Any:
-        cached = getattr(self, "_model_cache", None)
-        if cached is None or cached[0] is not self.model:
-            cached = (self.model, get_model(self.model))
-            self._model_cache = cached
-        return cached[1]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_model_cache", None)
-        return state
+        """The model: the instance given, or the process's shared copy of the one named."""
+        return get_model(self.model)
 
     def _embed(self, X: Any) -> np.ndarray:
         """Structures or embeddings -> unit-norm ``(n, dim)`` float32."""

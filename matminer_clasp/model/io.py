@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-import weakref
-from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from matminer_clasp.config import CONFIG_NAME, WEIGHTS_NAME, ClaspConfig
+from matminer_clasp.config import WEIGHTS_NAME, ClaspConfig
 from matminer_clasp.errors import ModelLoadError
 from matminer_clasp.hub import resolve_model_folder, resolve_text_model
 
@@ -30,84 +28,6 @@ if TYPE_CHECKING:
 
 TEXT_ENCODER_PREFIX = "text_tower.bert."
 TOKENIZER_DIR = "tokenizer"
-
-#: Models loaded by name in this process, keyed by (folder, stamps of its files, device): every
-#: caller that names the same model (featurizers, ``ZeroShotClassifier``, ``EmbeddingIndex``,
-#: ``screen``, plots, the CLI) shares one copy. Weak values, so a model can be freed; the
-#: :data:`_KEEP_RECENT` most recently requested ones are also held in :data:`_RECENT`, so cloned
-#: or unpickled estimators and repeated queries do not reload the weights. Worker processes forked
-#: by matminer's or Dask's pools inherit both, so they do not load the weights again.
-_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], ClaspModel] = weakref.WeakValueDictionary()
-_RECENT: OrderedDict[tuple[Any, ...], ClaspModel] = OrderedDict()
-_KEEP_RECENT = 4
-#: Hub ids already resolved to a local snapshot folder in this process (no second Hub request).
-_HUB_FOLDERS: dict[tuple[Any, ...], Path] = {}
-
-
-def get_model(
-    model: str | os.PathLike[str] | ClaspModel | None = None,
-    device: str | torch.device | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-) -> ClaspModel:
-    """Return the :class:`ClaspModel` a ``model`` argument names, loading it once per process.
-
-    Parameters
-    ----------
-    model
-        ``None`` (bundled default), a model folder, a Hub id, or a :class:`ClaspModel` instance
-        (returned as is; ``device`` is then ignored).
-    device
-        Device to load onto; ``None`` leaves the model on the CPU.
-    revision, cache_dir, local_files_only
-        As in :func:`~matminer_clasp.hub.resolve_model_folder`.
-
-    Notes
-    -----
-    A model loaded by name is shared by every caller of this process that names the same folder
-    and device (a folder whose files changed since is loaded again): treat it as read-only, and
-    train a copy, not this object.
-    """
-    from matminer_clasp.model.clasp import ClaspModel
-
-    if isinstance(model, ClaspModel):
-        return model
-    folder = _resolve_folder(model, revision, cache_dir, local_files_only)
-    stamps = tuple(_mtime(folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME))
-    key = (os.fspath(folder), stamps, str(torch.device(device)) if device is not None else "cpu")
-    loaded = _LOADED.get(key)
-    if loaded is None:
-        loaded = ClaspModel.from_pretrained(folder, device=device)
-        _LOADED[key] = loaded
-    _RECENT[key] = loaded
-    _RECENT.move_to_end(key)
-    while len(_RECENT) > _KEEP_RECENT:
-        _RECENT.popitem(last=False)
-    return loaded
-
-
-def _resolve_folder(
-    model: str | os.PathLike[str] | None,
-    revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    local_files_only: bool,
-) -> Path:
-    """:func:`resolve_model_folder`, remembering Hub ids (local folders are checked each time)."""
-    if model is None or Path(os.fspath(model)).expanduser().is_dir():
-        return resolve_model_folder(model, revision, cache_dir, local_files_only)
-    key = (os.fspath(model), revision, None if cache_dir is None else os.fspath(cache_dir),
-           local_files_only)
-    if key not in _HUB_FOLDERS:
-        _HUB_FOLDERS[key] = resolve_model_folder(model, revision, cache_dir, local_files_only)
-    return _HUB_FOLDERS[key]
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
 
 
 def load_model(
@@ -118,7 +38,10 @@ def load_model(
     token: str | bool | None = None,
     device: str | torch.device | None = None,
 ) -> ClaspModel:
-    """Load a :class:`ClaspModel` from the bundled default, a folder or a Hub id, in eval mode.
+    """Load a fresh :class:`ClaspModel` (bundled default, a folder or a Hub id) in eval mode.
+
+    Not cached: the shared copy that ``model=`` arguments use comes from
+    :func:`matminer_clasp.model.registry.get_model`.
 
     Raises
     ------
