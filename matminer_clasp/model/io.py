@@ -1,10 +1,33 @@
 """Saving and loading :class:`ClaspModel` folders (``config.json`` + ``model.safetensors``).
 
+These functions are the one implementation of ``ClaspModel.from_pretrained`` (:func:`load_model`),
+``save_pretrained`` (:func:`save_model`) and ``push_to_hub`` (:func:`push_model`): the methods are
+these functions bound to the class. :func:`load_model` always loads a fresh copy; the shared,
+once-per-process copy that ``model=`` arguments use comes from
+:func:`matminer_clasp.model.registry.get_model`.
+
 A folder is self-contained: the text encoder's architecture is in ``config.json``
 (``text_config``), its weights in ``model.safetensors`` and its tokenizer files beside them, so it
 loads with no network. The one exception is ``text_weights="external"`` (the bundled default
 model), whose frozen text encoder and tokenizer are read from an installed package instead of
 being copied. Weights are never unpickled.
+
+Why not ``huggingface_hub.PyTorchModelHubMixin`` (evaluated with huggingface_hub 2.4, by reading
+its source and trying it on a toy model): its ``from_pretrained`` treats every name that is not a
+folder as a Hub id, so ``from_pretrained(None)`` (our bundled default) asks the Hub for a
+repository ``"None"`` (``LocalEntryNotFoundError`` offline); it fetches only ``config.json`` and
+``model.safetensors`` (not ``tokenizer/``) with ``hf_hub_download``, whose errors are not
+:class:`ModelLoadError`; a local folder without weights raises a bare ``FileNotFoundError``, a Hub
+repository without them falls back to ``pytorch_model.bin``; it parses ``config.json`` itself and
+silently drops unknown keys (``ClaspConfig.from_dict`` rejects them); it loads with
+``strict=False`` and no message naming a missing key or a wrong shape, and prints to stdout; its
+``save_pretrained`` writes ``config.json`` from the constructor arguments (none for
+``ClaspModel()``, whose ``config`` is ``None``; never ``text_config``, ``model_type`` or
+``library_version``) unless ``_save_pretrained`` wrote one, writes a generated ``README.md`` into
+every folder, and has no dtype (fp16) option. Meeting our
+requirements means overriding ``from_pretrained``, ``_from_pretrained`` and ``_save_pretrained``
+and working around ``save_pretrained``, which leaves only ``push_to_hub`` (``create_repo`` +
+``upload_folder``, the few lines of :func:`push_model`). See ``docs/design.md``.
 """
 
 from __future__ import annotations
@@ -38,10 +61,24 @@ def load_model(
     token: str | bool | None = None,
     device: str | torch.device | None = None,
 ) -> ClaspModel:
-    """Load a fresh :class:`ClaspModel` (bundled default, a folder or a Hub id) in eval mode.
+    """Load a fresh :class:`ClaspModel` in eval mode (``ClaspModel.from_pretrained``).
 
-    Not cached: the shared copy that ``model=`` arguments use comes from
-    :func:`matminer_clasp.model.registry.get_model`.
+    Parameters
+    ----------
+    name_or_path
+        ``None`` for the bundled default model, a folder written by ``save_pretrained``, or a Hub
+        id (``"org/name"``).
+    revision, cache_dir, local_files_only, token
+        As in :func:`~matminer_clasp.hub.resolve_model_folder` (``HF_HUB_OFFLINE=1`` implies
+        ``local_files_only``).
+    device
+        Device to move the model to; ``None`` leaves it on the CPU.
+
+    Returns
+    -------
+    ClaspModel
+        A new model, not shared (use :func:`matminer_clasp.model.registry.get_model` for the
+        shared, loaded-once copy).
 
     Raises
     ------
@@ -113,7 +150,10 @@ def _load_state(
 def save_model(
     model: ClaspModel, folder: str | os.PathLike[str], dtype: torch.dtype | None = None
 ) -> Path:
-    """Write ``model`` to ``folder`` (created if needed) and return the folder.
+    """Write ``model`` to ``folder`` (created if needed) and return it (``save_pretrained``).
+
+    ``config.json``, ``model.safetensors`` and, unless the text encoder is external, the
+    tokenizer files in ``tokenizer/``.
 
     Parameters
     ----------
@@ -124,6 +164,11 @@ def save_model(
     dtype
         Store floating-point tensors in this dtype (e.g. ``torch.float16`` to halve the size);
         they are cast back to float32 on loading.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +199,24 @@ def push_model(
     commit_message: str = "Upload CLaSP model",
     revision: str | None = None,
 ) -> str:
-    """Upload ``model`` to the Hub repository ``repo_id`` (created if needed); return its URL."""
+    """Save ``model`` to a temporary folder and upload it to the Hub (``push_to_hub``).
+
+    Parameters
+    ----------
+    model
+        The model to upload.
+    repo_id
+        ``"org/name"``; the repository is created if needed.
+    private, token
+        Passed to ``huggingface_hub.HfApi.create_repo``.
+    commit_message, revision
+        The commit's message and branch.
+
+    Returns
+    -------
+    str
+        The repository's URL.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
