@@ -2,18 +2,17 @@
 
 Follow a partition: the featurizer travels to the worker *without weights* (it pickles as its
 settings and the model's name, see :mod:`matminer_clasp.featurizers`) -> :func:`featurize_partition`
-asks the featurizer for its model, which the worker process loads on its first partition and keeps
-(a strong reference held here, so the next partition, whose featurizer is a fresh unpickled copy,
-finds the same model) -> ``featurize_dataframe`` on the pandas partition, batched as in a single
-process -> the partition with ``clasp_<i>`` columns appended, float64, NaN for bad rows.
+-> ``featurize_dataframe`` on the pandas partition, batched as in a single process, with the model
+from the worker process's model registry (:mod:`matminer_clasp.model.registry`: loaded on the
+first partition and kept, so the next partition, whose featurizer is a fresh unpickled copy, finds
+the same model) -> the partition with ``clasp_<i>`` columns appended, float64, NaN for bad rows.
 
 Nothing here is needed to use Dask: ``ddf.map_partitions(featurizer.featurize_dataframe, ...)``
-works too, but then a worker may reload the weights for every partition.
+loads the model once per worker too; this adds the ``meta`` and the dtype and input checks.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -23,20 +22,6 @@ from matminer_clasp.featurizer_base import ClaspEmbeddingFeaturizer
 from matminer_clasp.featurizers import ClaspFeaturizer
 
 __all__ = ["embed_dask_dataframe", "featurize_partition", "output_meta"]
-
-#: Models this worker process has used, newest last (strong references, at most
-#: :data:`_KEEP_MODELS`), so that unpickled featurizer copies of later partitions share them.
-_MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_KEEP_MODELS = 2
-
-
-def _keep_model(featurizer: ClaspEmbeddingFeaturizer) -> None:
-    key = (type(featurizer).__name__, featurizer._source())
-    _MODELS[key] = featurizer.get_model()
-    _MODELS.move_to_end(key)
-    while len(_MODELS) > _KEEP_MODELS:
-        _MODELS.popitem(last=False)
-
 
 def _error_column(featurizer: ClaspEmbeddingFeaturizer) -> str:
     # matminer's featurize_dataframe names the error column this way
@@ -70,7 +55,7 @@ def featurize_partition(
     ignore_errors: bool = True,
     return_errors: bool = False,
 ) -> pd.DataFrame:
-    """Featurize one pandas partition; the model is loaded once per process and kept.
+    """Featurize one pandas partition; the model is loaded once per process (model registry).
 
     Parameters
     ----------
@@ -92,7 +77,6 @@ def featurize_partition(
     meta = output_meta(partition, featurizer, return_errors)
     if len(partition) == 0:
         return meta
-    _keep_model(featurizer)
     out = featurizer.featurize_dataframe(
         partition, column, ignore_errors=ignore_errors, return_errors=return_errors, pbar=False
     )

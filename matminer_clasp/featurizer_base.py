@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import ClaspError
-from matminer_clasp.hub import resolve_model_folder
-from matminer_clasp.model import io as model_io
+from matminer_clasp.model import registry as model_registry
 from matminer_clasp.model.clasp import ClaspModel
 
 CLASP_BIBTEX = (
@@ -89,17 +88,15 @@ class ClaspEmbeddingFeaturizer(BaseFeaturizer):
         return (name, self.revision, self.cache_dir, self.local_files_only, str(self.device))
 
     def _cached(self) -> dict[str, Any]:
+        """The current model's config (never the model: see :meth:`get_model`)."""
         if self._cache.get("source") != self._source():
             self._cache = {"source": self._source()}
         return self._cache
 
     def _folder(self) -> Path:
-        cache = self._cached()
-        if "folder" not in cache:
-            cache["folder"] = resolve_model_folder(
-                self.model, self.revision, self.cache_dir, self.local_files_only
-            )
-        return cache["folder"]
+        return model_registry.resolve_folder(
+            self.model, self.revision, self.cache_dir, self.local_files_only
+        )
 
     def _device(self) -> torch.device:
         if self.device is not None:
@@ -111,16 +108,16 @@ class ClaspEmbeddingFeaturizer(BaseFeaturizer):
     def get_model(self) -> ClaspModel:
         """Return the :class:`ClaspModel`, loading it on first use (once per process and folder).
 
-        A model loaded by name comes from :func:`matminer_clasp.model.io.get_model`: it is shared
-        with everything in this process that names the same folder and device; treat it as
-        read-only (train a copy, not this object).
+        A model given by name comes from the process's model registry
+        (:func:`matminer_clasp.model.registry.get_model`): it is shared with everything in this
+        process that names the same folder and device; treat it as read-only (train a copy, not
+        this object). The featurizer itself never holds it, so copies and pickles stay light.
         """
         if isinstance(self.model, ClaspModel):
             return self.model
-        cache = self._cached()
-        if "model" not in cache:
-            cache["model"] = model_io.get_model(self._folder(), self._device())
-        return cache["model"]
+        return model_registry.get_model(
+            self.model, self._device(), self.revision, self.cache_dir, self.local_files_only
+        )
 
     def get_config(self) -> ClaspConfig:
         """Return the model's :class:`ClaspConfig` from ``config.json`` (no weights loaded)."""
@@ -128,9 +125,7 @@ class ClaspEmbeddingFeaturizer(BaseFeaturizer):
             return self.model.config
         cache = self._cached()
         if "config" not in cache:
-            cache["config"] = (
-                cache["model"].config if "model" in cache else ClaspConfig.load(self._folder())
-            )
+            cache["config"] = ClaspConfig.load(self._folder())
         return cache["config"]
 
     # ------------------------------------------------------------------ pickling
@@ -138,7 +133,7 @@ class ClaspEmbeddingFeaturizer(BaseFeaturizer):
         if isinstance(self.model, ClaspModel):
             raise TypeError(_instance_message(type(self).__name__, "be pickled"))
         state = dict(super().__getstate__())
-        state["_cache"] = {k: v for k, v in self._cache.items() if k != "model"}
+        state["_cache"] = dict(self._cache)
         state["_row_labels"] = None
         return state
 
@@ -279,7 +274,7 @@ class ClaspEmbeddingFeaturizer(BaseFeaturizer):
                 f"n_jobs={self.n_jobs} featurizes in CPU worker processes; with device "
                 f"{self._device()} use n_jobs=1 (set_n_jobs(1)), which batches on the device"
             )
-        self.get_model()  # loaded once here; forked workers find it in model_io's cache
+        self.get_model()  # loaded once here; forked workers find it in the model registry
         return super().featurize_many(entries, ignore_errors, return_errors, pbar)
 
     def _describe_row(self, i: int, n: int) -> str:

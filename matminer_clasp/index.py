@@ -26,7 +26,7 @@ from matminer_clasp.inputs import (
     reduced_formula,
     split_inputs,
 )
-from matminer_clasp.model.io import get_model
+from matminer_clasp.model.registry import get_model
 from matminer_clasp.search import exact_topk, faiss_search
 
 INDEX_FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ import numpy as np
 
 from matminer_clasp.index import EmbeddingIndex
 from matminer_clasp.inputs import check_embeddings, split_inputs
-from matminer_clasp.model.io import get_model
+from matminer_clasp.model.registry import get_model
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

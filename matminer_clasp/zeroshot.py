@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from matminer_clasp.inputs import check_embeddings, split_inputs
-from matminer_clasp.model.io import get_model
+from matminer_clasp.model.registry import get_model
 
 #: Prompt templates averaged into one class embedding (``{}`` is replaced by the label).
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -38,57 +38,6 @@ DEFAULT_NEGATIVE_TEMPLATES: tuple[str, ...] = (
     "crystal structure of a compound that is not {}",
     "not {}",
 )
-
-_NEEDS_EMBEDDINGS = (
-    "fits on random data with 1-10 features; a zero-shot classifier compares X with text "
-    "embeddings, so X must be structures or embeddings of the model's width (it raises a clear "
-    "ValueError instead)"
-)
-
-#: ``sklearn.utils.estimator_checks`` that cannot apply to a zero-shot classifier, and why. All
-#: API checks (cloning, get/set_params, repr, tags, no work in ``__init__``, unfitted errors,
-#: sparse / complex / empty / regression-target rejection, 1-D X) pass; the ones below fit on
-#: random low-dimensional ``X``, which must be rejected here, or expect the classes of ``y`` back.
-#: Their substance (pickling, idempotent fit, ``n_features_in_``, order / subset invariance,
-#: proba-decision consistency, ``Pipeline``) is tested in ``tests/test_zeroshot.py`` on
-#: model-sized embeddings.
-EXPECTED_FAILED_CHECKS: dict[str, str] = {
-    name: _NEEDS_EMBEDDINGS
-    for name in (
-        "check_fit_score_takes_y",
-        "check_estimators_overwrite_params",
-        "check_dont_overwrite_parameters",
-        "check_estimators_fit_returns_self",
-        "check_readonly_memmap_input",
-        "check_n_features_in_after_fitting",
-        "check_positive_only_tag_during_fit",
-        "check_estimators_dtypes",
-        "check_dtype_object",
-        "check_pipeline_consistency",
-        "check_estimators_nan_inf",
-        "check_estimators_pickle",
-        "check_f_contiguous_array_estimator",
-        "check_classifier_data_not_an_array",
-        "check_classifiers_classes",
-        "check_classifiers_train",
-        "check_supervised_y_2d",
-        "check_decision_proba_consistency",
-        "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance",
-        "check_fit2d_1sample",
-        "check_fit2d_1feature",
-        "check_dict_unchanged",
-        "check_fit_idempotent",
-        "check_fit_check_is_fitted",
-        "check_n_features_in",
-        "check_fit2d_predict1d",
-    )
-}
-EXPECTED_FAILED_CHECKS["check_classifiers_one_label"] = (
-    "classes_ come from labels, so y with one class does not make a one-class classifier "
-    "(and the check fits on 10-feature random X)"
-)
-
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
@@ -175,16 +124,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- model & inputs
     def _get_model(self) -> Any:
-        cached = getattr(self, "_model_cache", None)
-        if cached is None or cached[0] is not self.model:
-            cached = (self.model, get_model(self.model))
-            self._model_cache = cached
-        return cached[1]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_model_cache", None)
-        return state
+        """The model: the instance given, or the process's shared copy of the one named."""
+        return get_model(self.model)
 
     def _embed(self, X: Any) -> np.ndarray:
         """Structures or embeddings -> unit-norm ``(n, dim)`` float32."""

@@ -1,8 +1,8 @@
 """Dask scale-out: a real 2-process LocalCluster equals the single-process featurize_dataframe.
 
 One cluster serves every test in this module (starting worker processes that import torch costs
-seconds). The model is counted per worker by wrapping ``ClaspModel.from_pretrained`` inside the
-worker processes; nothing under test is replaced.
+seconds). Model loads are counted per worker by the model registry's own counter; nothing under
+test is replaced.
 """
 
 from __future__ import annotations
@@ -29,27 +29,15 @@ N_ROWS, BAD_ROW, N_PARTS = 24, 9, 6
 
 def _count_loads() -> None:
     """Run in each worker: forget inherited models, then count real model loads from here on."""
-    import matminer_clasp.dask as clasp_dask
-    import matminer_clasp.model.clasp as clasp
-    import matminer_clasp.model.io as model_io
+    from matminer_clasp.model.registry import MODEL_REGISTRY
 
-    model_io._LOADED.clear()
-    clasp_dask._MODELS.clear()
-
-    original = clasp.ClaspModel.from_pretrained.__func__
-    if getattr(clasp.ClaspModel, "_load_counter", None) is None:
-        def counted(cls, *args, **kwargs):
-            cls._load_counter += 1
-            return original(cls, *args, **kwargs)
-
-        clasp.ClaspModel.from_pretrained = classmethod(counted)
-    clasp.ClaspModel._load_counter = 0
+    MODEL_REGISTRY.clear()
 
 
 def _loads() -> int:
-    import matminer_clasp.model.clasp as clasp
+    from matminer_clasp.model.registry import MODEL_REGISTRY
 
-    return int(getattr(clasp.ClaspModel, "_load_counter", 0) or 0)
+    return MODEL_REGISTRY.info().loads
 
 
 def _single_thread() -> None:

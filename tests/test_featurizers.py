@@ -162,11 +162,10 @@ def test_pickle_without_weights(structures, tiny_model_dir):
     featurizer = ClaspFeaturizer(tiny_model_dir)
     items = list(structures.values())
     before = np.asarray(featurizer.featurize_many(items, pbar=False))
-    assert "model" in featurizer._cache  # loaded and kept
     blob = pickle.dumps(featurizer)
     assert len(blob) < (tiny_model_dir / "model.safetensors").stat().st_size / 10
     clone = pickle.loads(blob)
-    assert "model" not in clone._cache
+    assert clone.get_model() is featurizer.get_model()  # one copy, in the model registry
     after = np.asarray(clone.featurize_many(items, pbar=False))
     np.testing.assert_array_equal(before, after)
     assert clone.get_params()["model"] == tiny_model_dir
@@ -202,7 +201,11 @@ def test_alias_and_metadata(tiny_model_dir):
         featurizer.featurize_many([(1, 2)], pbar=False)
 
 
-def test_precheck_reads_config_only(frame, tiny_model_dir, tmp_path):
+def test_precheck_reads_config_only(frame, tiny_model_dir, tmp_path, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("precheck and feature_labels must not load the model")
+
+    monkeypatch.setattr("matminer_clasp.model.io.load_model", no_loading)
     df, _ = frame
     no_weights = tmp_path / "config_only"
     shutil.copytree(tiny_model_dir, no_weights)
@@ -213,7 +216,6 @@ def test_precheck_reads_config_only(frame, tiny_model_dir, tmp_path):
     assert not flagged["ClaspFeaturizer precheck pass"][list(BAD_ROWS)].any()
     assert featurizer.precheck(df["structure"][0]) and not featurizer.precheck(None)
     assert len(featurizer.feature_labels()) == 32
-    assert "model" not in featurizer._cache
 
 
 @pytest.mark.parametrize("iterate_over_entries", [True, False])

@@ -16,7 +16,7 @@ from matminer_clasp import cli
 from matminer_clasp.featurizers import ClaspFeaturizer
 from matminer_clasp.index import EmbeddingIndex
 from matminer_clasp.model.clasp import ClaspModel
-from matminer_clasp.model.io import get_model
+from matminer_clasp.model.registry import get_model
 from matminer_clasp.screening import screen
 from matminer_clasp.zeroshot import ZeroShotClassifier
 

@@ -46,7 +46,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def load_cli_model(args: argparse.Namespace) -> Any:
     """The model named by ``--model`` on ``--device``, from the per-process model cache."""
-    from matminer_clasp.model.io import get_model
+    from matminer_clasp.model.registry import get_model
 
     return get_model(args.model, device=args.device)
 

@@ -12,7 +12,6 @@ Follow a text: :meth:`ClaspModel.encode_texts` -> tokenizer -> :class:`TextTower
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable, Sequence, Sized
 from typing import Any
 
@@ -37,6 +36,7 @@ from matminer_clasp.model.encoding import (
     without_notes,
 )
 from matminer_clasp.model.ensemble import EnsembleCrystalTower
+from matminer_clasp.model.io import load_model, push_model, save_model
 from matminer_clasp.model.text import TextTower
 
 
@@ -366,42 +366,13 @@ class ClaspModel(nn.Module):
         """Device of the model's parameters."""
         return self._device()
 
-    # Loading and saving live in matminer_clasp.model.io; bound here for the familiar API.
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike[str] | None = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        device: str | torch.device | None = None,
-    ) -> ClaspModel:
-        """Load a model: ``None`` = bundled default, a folder, or a Hub id (see :mod:`.io`)."""
-        from matminer_clasp.model.io import load_model
-
-        return load_model(name_or_path, revision, cache_dir, local_files_only, token, device)
-
-    def save_pretrained(
-        self, folder: str | os.PathLike[str], dtype: torch.dtype | None = None
-    ) -> None:
-        """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``folder``."""
-        from matminer_clasp.model.io import save_model
-
-        save_model(self, folder, dtype=dtype)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        private: bool | None = None,
-        token: str | None = None,
-        commit_message: str = "Upload CLaSP model",
-        revision: str | None = None,
-    ) -> str:
-        """Save to a temporary folder and upload it to the Hugging Face Hub; returns the URL."""
-        from matminer_clasp.model.io import push_model
-
-        return push_model(self, repo_id, private, token, commit_message, revision)
+    # Loading and saving: one implementation each, in matminer_clasp.model.io, bound here.
+    #: Load a fresh (unshared) model: ``None`` = bundled default, a folder, or a Hub id.
+    from_pretrained = staticmethod(load_model)
+    #: Write ``config.json``, ``model.safetensors`` and tokenizer files to a folder.
+    save_pretrained = save_model
+    #: Save to a temporary folder and upload it to the Hugging Face Hub.
+    push_to_hub = push_model
 
 
 def _build_text_encoder(config: ClaspConfig) -> PreTrainedModel:

@@ -1,27 +1,48 @@
 """Saving and loading :class:`ClaspModel` folders (``config.json`` + ``model.safetensors``).
 
+These functions are the one implementation of ``ClaspModel.from_pretrained`` (:func:`load_model`),
+``save_pretrained`` (:func:`save_model`) and ``push_to_hub`` (:func:`push_model`): the methods are
+these functions bound to the class. :func:`load_model` always loads a fresh copy; the shared,
+once-per-process copy that ``model=`` arguments use comes from
+:func:`matminer_clasp.model.registry.get_model`.
+
 A folder is self-contained: the text encoder's architecture is in ``config.json``
 (``text_config``), its weights in ``model.safetensors`` and its tokenizer files beside them, so it
 loads with no network. The one exception is ``text_weights="external"`` (the bundled default
 model), whose frozen text encoder and tokenizer are read from an installed package instead of
 being copied. Weights are never unpickled.
+
+Why not ``huggingface_hub.PyTorchModelHubMixin`` (evaluated with huggingface_hub 2.4, by reading
+its source and trying it on a toy model): its ``from_pretrained`` treats every name that is not a
+folder as a Hub id, so ``from_pretrained(None)`` (our bundled default) asks the Hub for a
+repository ``"None"`` (``LocalEntryNotFoundError`` offline); it fetches only ``config.json`` and
+``model.safetensors`` (not ``tokenizer/``) with ``hf_hub_download``, whose errors are not
+:class:`ModelLoadError`; a local folder without weights raises a bare ``FileNotFoundError``, a Hub
+repository without them falls back to ``pytorch_model.bin``; it parses ``config.json`` itself and
+silently drops unknown keys (``ClaspConfig.from_dict`` rejects them); it loads with
+``strict=False`` and no message naming a missing key or a wrong shape, and prints to stdout; its
+``save_pretrained`` writes ``config.json`` from the constructor arguments (none for
+``ClaspModel()``, whose ``config`` is ``None``; never ``text_config``, ``model_type`` or
+``library_version``) unless ``_save_pretrained`` wrote one, writes a generated ``README.md`` into
+every folder, and has no dtype (fp16) option. Meeting our
+requirements means overriding ``from_pretrained``, ``_from_pretrained`` and ``_save_pretrained``
+and working around ``save_pretrained``, which leaves only ``push_to_hub`` (``create_repo`` +
+``upload_folder``, the few lines of :func:`push_model`). See ``docs/design.md``.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import weakref
-from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from matminer_clasp.config import CONFIG_NAME, WEIGHTS_NAME, ClaspConfig
+from matminer_clasp.config import WEIGHTS_NAME, ClaspConfig
 from matminer_clasp.errors import ModelLoadError
 from matminer_clasp.hub import resolve_model_folder, resolve_text_model
 
@@ -30,84 +51,6 @@ if TYPE_CHECKING:
 
 TEXT_ENCODER_PREFIX = "text_tower.bert."
 TOKENIZER_DIR = "tokenizer"
-
-#: Models loaded by name in this process, keyed by (folder, stamps of its files, device): every
-#: caller that names the same model (featurizers, ``ZeroShotClassifier``, ``EmbeddingIndex``,
-#: ``screen``, plots, the CLI) shares one copy. Weak values, so a model can be freed; the
-#: :data:`_KEEP_RECENT` most recently requested ones are also held in :data:`_RECENT`, so cloned
-#: or unpickled estimators and repeated queries do not reload the weights. Worker processes forked
-#: by matminer's or Dask's pools inherit both, so they do not load the weights again.
-_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], ClaspModel] = weakref.WeakValueDictionary()
-_RECENT: OrderedDict[tuple[Any, ...], ClaspModel] = OrderedDict()
-_KEEP_RECENT = 4
-#: Hub ids already resolved to a local snapshot folder in this process (no second Hub request).
-_HUB_FOLDERS: dict[tuple[Any, ...], Path] = {}
-
-
-def get_model(
-    model: str | os.PathLike[str] | ClaspModel | None = None,
-    device: str | torch.device | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-) -> ClaspModel:
-    """Return the :class:`ClaspModel` a ``model`` argument names, loading it once per process.
-
-    Parameters
-    ----------
-    model
-        ``None`` (bundled default), a model folder, a Hub id, or a :class:`ClaspModel` instance
-        (returned as is; ``device`` is then ignored).
-    device
-        Device to load onto; ``None`` leaves the model on the CPU.
-    revision, cache_dir, local_files_only
-        As in :func:`~matminer_clasp.hub.resolve_model_folder`.
-
-    Notes
-    -----
-    A model loaded by name is shared by every caller of this process that names the same folder
-    and device (a folder whose files changed since is loaded again): treat it as read-only, and
-    train a copy, not this object.
-    """
-    from matminer_clasp.model.clasp import ClaspModel
-
-    if isinstance(model, ClaspModel):
-        return model
-    folder = _resolve_folder(model, revision, cache_dir, local_files_only)
-    stamps = tuple(_mtime(folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME))
-    key = (os.fspath(folder), stamps, str(torch.device(device)) if device is not None else "cpu")
-    loaded = _LOADED.get(key)
-    if loaded is None:
-        loaded = ClaspModel.from_pretrained(folder, device=device)
-        _LOADED[key] = loaded
-    _RECENT[key] = loaded
-    _RECENT.move_to_end(key)
-    while len(_RECENT) > _KEEP_RECENT:
-        _RECENT.popitem(last=False)
-    return loaded
-
-
-def _resolve_folder(
-    model: str | os.PathLike[str] | None,
-    revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    local_files_only: bool,
-) -> Path:
-    """:func:`resolve_model_folder`, remembering Hub ids (local folders are checked each time)."""
-    if model is None or Path(os.fspath(model)).expanduser().is_dir():
-        return resolve_model_folder(model, revision, cache_dir, local_files_only)
-    key = (os.fspath(model), revision, None if cache_dir is None else os.fspath(cache_dir),
-           local_files_only)
-    if key not in _HUB_FOLDERS:
-        _HUB_FOLDERS[key] = resolve_model_folder(model, revision, cache_dir, local_files_only)
-    return _HUB_FOLDERS[key]
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
 
 
 def load_model(
@@ -118,7 +61,24 @@ def load_model(
     token: str | bool | None = None,
     device: str | torch.device | None = None,
 ) -> ClaspModel:
-    """Load a :class:`ClaspModel` from the bundled default, a folder or a Hub id, in eval mode.
+    """Load a fresh :class:`ClaspModel` in eval mode (``ClaspModel.from_pretrained``).
+
+    Parameters
+    ----------
+    name_or_path
+        ``None`` for the bundled default model, a folder written by ``save_pretrained``, or a Hub
+        id (``"org/name"``).
+    revision, cache_dir, local_files_only, token
+        As in :func:`~matminer_clasp.hub.resolve_model_folder` (``HF_HUB_OFFLINE=1`` implies
+        ``local_files_only``).
+    device
+        Device to move the model to; ``None`` leaves it on the CPU.
+
+    Returns
+    -------
+    ClaspModel
+        A new model, not shared (use :func:`matminer_clasp.model.registry.get_model` for the
+        shared, loaded-once copy).
 
     Raises
     ------
@@ -190,7 +150,10 @@ def _load_state(
 def save_model(
     model: ClaspModel, folder: str | os.PathLike[str], dtype: torch.dtype | None = None
 ) -> Path:
-    """Write ``model`` to ``folder`` (created if needed) and return the folder.
+    """Write ``model`` to ``folder`` (created if needed) and return it (``save_pretrained``).
+
+    ``config.json``, ``model.safetensors`` and, unless the text encoder is external, the
+    tokenizer files in ``tokenizer/``.
 
     Parameters
     ----------
@@ -201,6 +164,11 @@ def save_model(
     dtype
         Store floating-point tensors in this dtype (e.g. ``torch.float16`` to halve the size);
         they are cast back to float32 on loading.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -231,7 +199,24 @@ def push_model(
     commit_message: str = "Upload CLaSP model",
     revision: str | None = None,
 ) -> str:
-    """Upload ``model`` to the Hub repository ``repo_id`` (created if needed); return its URL."""
+    """Save ``model`` to a temporary folder and upload it to the Hub (``push_to_hub``).
+
+    Parameters
+    ----------
+    model
+        The model to upload.
+    repo_id
+        ``"org/name"``; the repository is created if needed.
+    private, token
+        Passed to ``huggingface_hub.HfApi.create_repo``.
+    commit_message, revision
+        The commit's message and branch.
+
+    Returns
+    -------
+    str
+        The repository's URL.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
