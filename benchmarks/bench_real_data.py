@@ -7,13 +7,17 @@ ladder, the inference site bound). Prints the embed rate over all entries and ov
 ones (goal: >= 99.9 %, none failing for symmetry), the notes by kind, and every failure.
 
 With ``--compare-with DIR`` (a checkout of an earlier revision, e.g. made with
-``git worktree add /tmp/old d51e4ff``) the same entries are also embedded by that revision in a
-child process, and the largest change of an embedding is printed separately for entries that
-needed no repair (must be float noise) and for the repaired ones.
+``git worktree add /tmp/old d51e4ff``, the last revision before the structures package) the same
+entries are also embedded by that revision in a child process, and the largest change of an
+embedding is printed separately for entries that needed no repair (must be float noise) and for
+the repaired ones.
 
 Usage::
 
-    python benchmarks/bench_real_data.py [--limit N] [--compare-with DIR] [--model M]
+    python benchmarks/bench_real_data.py [--limit N] [--cli] [--compare-with DIR] [--model M]
+
+``--cli`` also writes every entry's CIF to a folder and runs ``matminer-clasp index`` on it
+(the user's road: files on disk, the composition check from each CIF's own formula).
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N entries only")
     parser.add_argument("--model", default="default")
     parser.add_argument("--compare-with", metavar="DIR", default=None)
+    parser.add_argument("--cli", action="store_true",
+                        help="also write every CIF to a folder and run `matminer-clasp index`")
     parser.add_argument("--out", default=str(RESULTS / "real_data.json"))
     args = parser.parse_args()
 
@@ -126,6 +132,27 @@ def main() -> None:
     for rid, (stage, reason) in sorted(failures.items()):
         print(f"  failed at {stage}: {rid}: {reason}")
     print(f"parse {t_parse:.0f} s, embed {t_embed:.0f} s ({n_parsed / t_embed:.0f} structures/s)")
+
+    if args.cli:
+        from matminer_clasp import cli
+        from matminer_clasp.index import EmbeddingIndex
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "cifs"
+            folder.mkdir()
+            for e in entries:
+                if e.get("cif"):
+                    (folder / f"{e['id']}.cif").write_text(e["cif"])
+            t2 = time.perf_counter()
+            model_args = [] if args.model == "default" else ["--model", args.model]
+            code = cli.main(["index", str(folder), "--out", str(Path(tmp) / "ix"), *model_args])
+            index = EmbeddingIndex.load(Path(tmp) / "ix")
+            result["cli_index"] = {"exit": code, "files": n_all, "indexed": len(index),
+                                   "skipped": len(index.skipped),
+                                   "rate": len(index) / n_all,
+                                   "seconds": round(time.perf_counter() - t2, 1)}
+        print(f"matminer-clasp index over {n_all} CIF files: indexed {len(index)} "
+              f"({len(index) / n_all:.2%}), skipped {len(index.skipped)}")
 
     if args.compare_with:
         ok = [i for i in range(n_parsed) if ids[i] not in failures]
