@@ -177,6 +177,8 @@ def test_to_structure_reads_every_form_of_one_structure(tmp_path):
         assert structure.composition == reference.composition and len(structure) == 9
     with pytest.raises(InvalidStructureError, match="neither CIF text"):
         to_structure("quartz")
+    with pytest.raises(InvalidStructureError, match="'missing.cif' does not exist"):
+        to_structure("missing.cif")
     with pytest.raises(InvalidStructureError, match="got None"):
         to_structure(None)
 

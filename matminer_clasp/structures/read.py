@@ -81,6 +81,8 @@ def to_structure(obj: Any) -> tuple[IStructure, list[str]]:
                 return parse_cif(obj)
             if "\n" in text:
                 return Structure.from_str(text, fmt="poscar"), []
+            if text.lower().endswith(STRUCTURE_SUFFIXES):
+                raise InvalidStructureError(f"the structure file {text!r} does not exist")
             if text:
                 raise InvalidStructureError(
                     f"got the string {text[:80]!r}, which is neither CIF text, POSCAR text, "
