@@ -41,6 +41,7 @@ def _kind(note: str) -> str:
                                                           "symmetry: CIF space group"),
                        ("read with", "CIF read with wider tolerances"),
                        ("repaired", "element labels repaired"), ("missing", "H not located"),
+                       ("trace elements", "trace elements kept"),
                        ("no conventional", "cell used as given")):
         if word in note:
             return kind
