@@ -12,7 +12,6 @@ import shutil
 import threading
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
@@ -76,21 +75,49 @@ def test_every_caller_goes_through_the_registry(folder, loads, structures):
     assert featurizer.get_model() is shared and clf._get_model() is shared
 
 
+_FORKED_POOL = r"""
+import sys
+
+import numpy as np
+
+sys.path.insert(0, sys.argv[2])
+from tests.conftest import _structures  # noqa: E402
+
+from matminer_clasp.featurizers import ClaspFeaturizer  # noqa: E402
+from matminer_clasp.model import io as model_io  # noqa: E402
+
+items = list(_structures().values())[:4]
+featurizer = ClaspFeaturizer(sys.argv[1], device="cpu")
+batched = featurizer.featurize_many(items, pbar=False)
+
+
+def no_loading(*args, **kwargs):
+    raise AssertionError("a worker loaded the model again")
+
+
+model_io.load_model = no_loading
+featurizer.set_n_jobs(2)
+pooled = featurizer.featurize_many(items, pbar=False)
+np.testing.assert_allclose(pooled, batched, atol=1e-6)
+print("ok")
+"""
+
+
 @pytest.mark.skipif(
     multiprocessing.get_start_method() != "fork", reason="only forked workers inherit the model"
 )
-def test_forked_pool_workers_reuse_the_parents_model(folder, structures, monkeypatch):
-    items = list(structures.values())[:4]
-    featurizer = ClaspFeaturizer(folder, device="cpu")
-    batched = featurizer.featurize_many(items, pbar=False)
+def test_forked_pool_workers_reuse_the_parents_model(folder):
+    # in a fresh interpreter: forking the pytest process, whose earlier tests left thread pools
+    # (torch, numba, dask) running, can deadlock a child regardless of the code under test
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    def no_loading(*args, **kwargs):
-        raise AssertionError("a worker loaded the model again")
-
-    monkeypatch.setattr(model_io, "load_model", no_loading)
-    featurizer.set_n_jobs(2)
-    pooled = featurizer.featurize_many(items, pbar=False)
-    np.testing.assert_allclose(pooled, batched, atol=1e-6)
+    root = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-c", _FORKED_POOL, str(folder), root],
+                            capture_output=True, text=True, timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
 
 
 def test_same_folder_and_device_is_one_model(folder, loads, monkeypatch):
