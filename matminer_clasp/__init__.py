@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ClaspConfig": "matminer_clasp.config",
     "ClaspModel": "matminer_clasp.model.clasp",
+    "ClaspTextModel": "matminer_clasp.model.text_model",
     "CrystalGraphBuilder": "matminer_clasp.graph",
     "ClaspFeaturizer": "matminer_clasp.featurizers",
     "ClaspStructureFeaturizer": "matminer_clasp.featurizers",

@@ -20,7 +20,7 @@ import numpy as np
 from matminer_clasp.errors import InvalidTextError
 from matminer_clasp.featurizer_base import ClaspEmbeddingFeaturizer, with_traceback
 from matminer_clasp.graph import INFERENCE_MAX_SITES
-from matminer_clasp.model.clasp import check_text
+from matminer_clasp.model.text_model import check_text
 from matminer_clasp.structures import check_structure, to_structure
 
 

@@ -26,7 +26,7 @@ from matminer_clasp.inputs import (
     reduced_formula,
     split_inputs,
 )
-from matminer_clasp.model.registry import get_model
+from matminer_clasp.model.registry import get_model, get_text_model
 from matminer_clasp.search import exact_topk, faiss_search
 
 INDEX_FORMAT_VERSION = 1
@@ -98,6 +98,8 @@ class EmbeddingIndex:
         self.model = model
         self.dtype = dtype
         self.skipped: list[tuple[Any, str]] = []
+        #: Content hash of the model that embedded the structures, when known (``index.json``).
+        self.model_hash: str | None = None
         self._faiss_cache: dict[tuple, Any] = {}
 
     # -------------------------------------------------------------- building
@@ -235,6 +237,8 @@ class EmbeddingIndex:
             "count": len(self),
             "skipped": [[str(i), msg] for i, msg in self.skipped],
         }
+        if self.model_hash is not None:
+            info["model_hash"] = self.model_hash
         (folder / "index.json").write_text(json.dumps(info, indent=2))
         return folder
 
@@ -272,6 +276,7 @@ class EmbeddingIndex:
             model = info["model"]
         index = cls(emb, meta, model=model, dtype=info["dtype"], _normalized=True)
         index.skipped = [tuple(x) for x in info.get("skipped", [])]
+        index.model_hash = info.get("model_hash")
         return index
 
     # -------------------------------------------------------------- search
@@ -279,7 +284,7 @@ class EmbeddingIndex:
         """Texts -> unit-norm embeddings with :attr:`model`; arrays are validated and passed on."""
         if isinstance(queries, str) or _all_text(queries):
             texts = [queries] if isinstance(queries, str) else list(queries)
-            clasp = get_model(self.model)
+            clasp = get_text_model(self.model)
             if clasp.config.embedding_dim != self.dim:
                 raise ValueError(
                     f"the query model embeds into {clasp.config.embedding_dim} dimensions but the "

@@ -11,6 +11,7 @@ the one loop from inputs to vectors.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,13 @@ CLASP_COLUMN = re.compile(r"clasp_\d+")
 
 
 def is_structure(obj: Any) -> bool:
-    """True for a pymatgen ``Structure`` / ``IStructure``."""
+    """True for a pymatgen ``Structure`` / ``IStructure``.
+
+    Without pymatgen imported no object can be one, so the check does not import it (the text
+    path on embeddings stays free of pymatgen).
+    """
+    if "pymatgen.core" not in sys.modules:
+        return False
     from pymatgen.core import IStructure
 
     return isinstance(obj, IStructure)

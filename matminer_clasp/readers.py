@@ -46,3 +46,12 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         return pd.read_pickle(path)
     raise ValueError(f"unsupported table format {path.suffix!r} ({path}); use .jsonl, .json, "
                      ".parquet, .csv or .pkl")
+
+
+def shard_rows(frame: pd.DataFrame, shard: tuple[int, int] | None) -> pd.DataFrame:
+    """Rows of the ``i``-th of ``n`` contiguous parts (``shard=(i, n)``, 0-based)."""
+    if shard is None:
+        return frame
+    i, n = shard
+    bounds = [len(frame) * k // n for k in range(n + 1)]
+    return frame.iloc[bounds[i] : bounds[i + 1]]

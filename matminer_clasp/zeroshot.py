@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from matminer_clasp.inputs import check_embeddings, split_inputs
-from matminer_clasp.model.registry import get_model
+from matminer_clasp.model.registry import get_model, get_text_model
 
 #: Prompt templates averaged into one class embedding (``{}`` is replaced by the label).
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -187,7 +187,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         labels, groups = self._prompts()
         if y is not None:
             _check_target(y, self.binary)
-        model = self._get_model()
+        model = get_text_model(self.model)  # the text half is enough for the prompts
         texts = [t for group in groups for t in group]
         emb = model.encode_texts(texts, batch_size=self.batch_size, device=self.device)
         centroids, start = [], 0

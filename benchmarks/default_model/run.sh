@@ -55,6 +55,10 @@ done
 python $D/package_model.py $R/ensemble/best --eval-config $D/train_default.yaml \
     --train-configs $D/member_graph_s4{2,3}{,_stage2}.yaml $D/member_comp_s4{2,3}{,_stage2}.yaml \
     --fingerprint $R/member_graph_s42_stage2/data_fingerprint
+# ship the packaged model's AMCSD index (fp16, with the model's hash), so that the README's
+# `screen "garnet" --amcsd` parses no CIF; tests/test_bundled_index.py checks it against the weights
+rm -rf matminer_clasp/pretrained/amcsd-index
+matminer-clasp index --amcsd --fp16 --out matminer_clasp/pretrained/amcsd-index
 for part in "keywords amcsd" "extended amcsd-extended" "paper paper"; do
   set -- $part
   matminer-clasp evaluate default --keywords "$2" --out "$R/eval/packaged/$1" --bootstrap 1000

@@ -12,6 +12,7 @@ from matminer_clasp.cli.corpus import (
     build_index,
     corpus_index,
     load_cli_model,
+    model_hash,
     read_records,
     warn_skipped,
 )
@@ -67,6 +68,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         raise CliInputError("give an INPUT path or --amcsd")
     index = build_index(records, args, model)
+    index.model_hash = model_hash(args.model)
     index.save(args.out)
     print(f"indexed {len(index)} structures ({len(index.skipped)} skipped) -> {args.out}")
     return 0
@@ -88,9 +90,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
     """``screen QUERY (--index DIR | --amcsd | INPUT) --top-k K``."""
     from matminer_clasp.screening import screen
 
-    model = load_cli_model(args)
-    index = corpus_index(args, model)
-    result = screen(args.query, index, top_k=args.top_k, model=model)
+    index = corpus_index(args)  # loads the crystal model only if structures must be embedded
+    result = screen(args.query, index, top_k=args.top_k, model=args.model)
     if args.csv:
         result.to_csv(args.csv, index=False)
     _print_table(result, ["id", "formula", "mineral", "title", "score", "rank"])
@@ -105,15 +106,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from matminer_clasp.zeroshot import ZeroShotClassifier
 
     labels = [x.strip() for x in args.labels.split(",") if x.strip()]
-    model = load_cli_model(args)
     clf = ZeroShotClassifier(labels[0] if args.binary and len(labels) == 1 else labels,
-                             model=model, binary=args.binary, batch_size=args.batch_size).fit()
+                             model=args.model, binary=args.binary, batch_size=args.batch_size,
+                             device=args.device).fit()  # needs the text half only
     records = read_records(args.input, recursive=args.recursive)
     errors = records["error"].to_numpy(dtype=object) if "error" in records else None
     cols = [c for c in records.columns if str(c).startswith("clasp_")]
     if cols:
         X = records[cols].to_numpy(float)
     else:  # the one path: unembeddable structures get NaN rows and their reason
+        model = load_cli_model(args)
         readable = np.flatnonzero(records["structure"].notna().to_numpy())
         X = np.full((len(records), model.config.embedding_dim), np.nan)
         emb, report = model.encode_structures(

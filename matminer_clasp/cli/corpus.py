@@ -19,6 +19,12 @@ from typing import Any
 
 from matminer_clasp.errors import InputError
 
+#: The AMCSD index of the bundled default model, shipped with the package.
+BUNDLED_AMCSD_INDEX = Path(__file__).resolve().parent.parent / "pretrained" / "amcsd-index"
+
+#: Tables that can hold embeddings written by ``embed`` (parquet is what ``embed`` writes).
+EMBEDDING_TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
+
 
 class CliInputError(InputError):
     """An input path, option or table the command cannot use."""
@@ -27,10 +33,35 @@ class CliInputError(InputError):
 def read_records(
     path: str | os.PathLike[str], shard: tuple[int, int] | None = None, recursive: bool = False
 ) -> Any:
-    """Read INPUT through the one door (:func:`matminer_clasp.structures.read_structures`)."""
+    """Read INPUT through the one door (:func:`matminer_clasp.structures.read_structures`).
+
+    A table of embeddings (the output of ``embed``) is read with pandas alone, so commands on
+    cached embeddings never import the crystal side.
+    """
+    table = read_embedding_table(path, shard)
+    if table is not None:
+        return table
     from matminer_clasp.structures import read_structures
 
     return read_structures(path, recursive=recursive, shard=shard)
+
+
+def read_embedding_table(
+    path: str | os.PathLike[str], shard: tuple[int, int] | None = None
+) -> Any:
+    """The table at ``path`` if it holds ``clasp_<i>`` embedding columns, else ``None``."""
+    from matminer_clasp.readers import read_table, shard_rows
+
+    file = Path(path).expanduser()
+    if not file.is_file() or not file.name.lower().endswith(EMBEDDING_TABLE_SUFFIXES):
+        return None
+    try:
+        frame = read_table(file)
+    except Exception:  # noqa: BLE001 - not a table after all: the one door reports why
+        return None
+    if not any(str(c).startswith("clasp_") for c in frame.columns):
+        return None
+    return shard_rows(frame, shard).reset_index(drop=True)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -130,16 +161,29 @@ def amcsd_records(args: argparse.Namespace) -> Any:
     return frame
 
 
-def amcsd_index(args: argparse.Namespace, model: Any) -> Any:
-    """The cached AMCSD index of this model, embedded (once) when missing."""
+def amcsd_index(args: argparse.Namespace, model: Any = None) -> Any:
+    """The AMCSD index of ``--model``: the bundled one, the cached one, or embedded (once) now.
+
+    The bundled default model ships its AMCSD index (:data:`BUNDLED_AMCSD_INDEX`), used when
+    the model's hash matches the one it was built with and no ``--amcsd-limit`` /
+    ``--amcsd-db`` / ``--rebuild`` asks for another; no CIF is parsed then.
+    """
     from matminer_clasp.index import EmbeddingIndex
 
+    name = getattr(args, "model", None)
+    custom = args.amcsd_limit or args.amcsd_db or getattr(args, "rebuild", False)
+    digest = model_hash(name)
+    if not custom:
+        bundled = bundled_amcsd_index(digest)
+        if bundled is not None:
+            return bundled
     limit = f"-first{args.amcsd_limit}" if args.amcsd_limit else ""
-    folder = cache_dir() / f"amcsd-index-{model_hash(args.model)}{limit}"
-    if (folder / "index.json").is_file() and not args.rebuild:
+    folder = cache_dir() / f"amcsd-index-{digest}{limit}"
+    if (folder / "index.json").is_file() and not getattr(args, "rebuild", False):
         return EmbeddingIndex.load(folder)
     print(f"embedding AMCSD once; the index is cached in {folder}", file=sys.stderr)
-    index = build_index(amcsd_records(args), args, model)
+    index = build_index(amcsd_records(args), args, model or load_cli_model(args))
+    index.model_hash = digest
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     index.save(tmp)
     shutil.rmtree(folder, ignore_errors=True)
@@ -147,8 +191,23 @@ def amcsd_index(args: argparse.Namespace, model: Any) -> Any:
     return EmbeddingIndex.load(folder)
 
 
-def corpus_index(args: argparse.Namespace, model: Any) -> Any:
-    """The index a command searches: ``--index``, ``--amcsd`` or an INPUT path."""
+def bundled_amcsd_index(digest: str) -> Any:
+    """The shipped AMCSD index if it was built by the model of hash ``digest``, else ``None``."""
+    from matminer_clasp.index import EmbeddingIndex
+
+    info = BUNDLED_AMCSD_INDEX / "index.json"
+    if not info.is_file():
+        return None
+    index = EmbeddingIndex.load(BUNDLED_AMCSD_INDEX)
+    return index if index.model_hash == digest else None
+
+
+def corpus_index(args: argparse.Namespace, model: Any = None) -> Any:
+    """The index a command searches: ``--index``, ``--amcsd`` or an INPUT path.
+
+    ``model`` (loaded when ``None`` and structures must be embedded) embeds an INPUT or a
+    missing AMCSD index; an existing index needs no crystal model.
+    """
     import numpy as np
 
     from matminer_clasp.index import EmbeddingIndex
@@ -165,4 +224,4 @@ def corpus_index(args: argparse.Namespace, model: Any) -> Any:
         ok = np.isfinite(records[cols].to_numpy(float)).all(axis=1)
         meta = records.loc[ok, [c for c in records.columns if c not in cols and c != "error"]]
         return EmbeddingIndex(records.loc[ok, cols].to_numpy(), meta, model=args.model)
-    return build_index(records, args, model)
+    return build_index(records, args, model or load_cli_model(args))

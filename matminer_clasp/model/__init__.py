@@ -1,6 +1,25 @@
-"""Model code: the crystal tower, the text tower, their heads, ``ClaspModel`` and ensembles."""
+"""Model code: the crystal tower, the text tower, their heads, ``ClaspModel`` and ensembles.
 
-from matminer_clasp.model.clasp import ClaspModel
-from matminer_clasp.model.ensemble import merge_models
+Names are imported lazily, so ``matminer_clasp.model.text_model`` (the text-only path) can be
+imported without the crystal side (torch_geometric, pymatgen).
+"""
 
-__all__ = ["ClaspModel", "merge_models"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClaspModel": "matminer_clasp.model.clasp",
+    "ClaspTextModel": "matminer_clasp.model.text_model",
+    "merge_models": "matminer_clasp.model.ensemble",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'matminer_clasp.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(module_name), name)

@@ -5,7 +5,9 @@ Follow a structure (the one path from any input to a vector): :meth:`ClaspModel.
 :class:`CrystalGraphBuilder` with its split-site and symmetry policies; a failure becomes that
 input's error, never the batch's) -> ``torch_geometric`` batch -> :class:`CrystalTower` ->
 ``F.normalize`` -> numpy, with an :class:`~matminer_clasp.model.encoding.EncodeReport`.
-Follow a text: :meth:`ClaspModel.encode_texts` -> tokenizer -> :class:`TextTower` ->
+Follow a text: :meth:`ClaspModel.encode_texts` (from
+:class:`~matminer_clasp.model.text_model.TextEncodingMixin`, shared with the text-only
+:class:`~matminer_clasp.model.text_model.ClaspTextModel`) -> tokenizer -> :class:`TextTower` ->
 ``F.normalize`` -> numpy. Loading and saving are in :mod:`matminer_clasp.model.io`.
 """
 
@@ -21,7 +23,7 @@ from pymatgen.core import IStructure
 from torch import nn
 from torch_geometric.data import Batch, Data
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import EncodingError, InvalidStructureError
@@ -32,19 +34,23 @@ from matminer_clasp.model.encoding import (
     ERROR_POLICIES,
     EncodeReport,
     build_graph,
-    check_text,
     without_notes,
 )
 from matminer_clasp.model.ensemble import EnsembleCrystalTower
 from matminer_clasp.model.io import load_model, push_model, save_model
 from matminer_clasp.model.text import TextTower
+from matminer_clasp.model.text_model import (
+    TextEncodingMixin,
+    build_text_encoder,
+    want_progress_bar,
+)
 
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class ClaspModel(nn.Module):
+class ClaspModel(TextEncodingMixin, nn.Module):
     """The CLaSP model: ``encode_structures`` and ``encode_texts`` into one 768-d space.
 
     Parameters
@@ -74,7 +80,7 @@ class ClaspModel(nn.Module):
         super().__init__()
         self.config = config or ClaspConfig()
         if text_encoder is None:
-            text_encoder = _build_text_encoder(self.config)
+            text_encoder = build_text_encoder(self.config)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(resolve_text_model(self.config.text_model))
         self.tokenizer = tokenizer
@@ -85,24 +91,9 @@ class ClaspModel(nn.Module):
         self.text_tower = TextTower(self.config, text_encoder)
 
     # ------------------------------------------------------------------ tensors in, tensors out
-    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(x, p=2, dim=1, eps=self.config.normalize_eps)
-
     def embed_graphs(self, batch: Batch, normalize: bool = True) -> torch.Tensor:
         """Crystal embeddings ``(B, dim)`` of a ``torch_geometric`` batch of crystal graphs."""
         out = self.crystal_tower(batch)
-        return self._normalize(out) if normalize else out
-
-    def embed_tokens(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True
-    ) -> torch.Tensor:
-        """Text embeddings ``(B, dim)`` of tokenised texts."""
-        out = self.text_tower(input_ids, attention_mask)
-        return self._normalize(out) if normalize else out
-
-    def embed_text_features(self, features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Text embeddings from pooled encoder features (as cached for a frozen text encoder)."""
-        out = self.text_tower.head(features)
         return self._normalize(out) if normalize else out
 
     def forward(
@@ -110,16 +101,6 @@ class ClaspModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return L2-normalised ``(crystal, text)`` embeddings of paired inputs (for training)."""
         return self.embed_graphs(batch), self.embed_tokens(input_ids, attention_mask)
-
-    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, Any]:
-        """Tokenise texts the way the model expects (padding to the longest, truncation)."""
-        return self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=max_length or self.config.max_length,
-            return_tensors="pt",
-        )
 
     # ------------------------------------------------------------------ structures
     def build_graphs(
@@ -270,7 +251,7 @@ class ClaspModel(nn.Module):
             total=total,
             desc="Embedding structures",
             unit="structure",
-            disable=not _want_bar(show_progress_bar, total, batch_size),
+            disable=not want_progress_bar(show_progress_bar, total, batch_size),
         )
         dim = self.config.embedding_dim
         report = EncodeReport(ids=list(ids) if ids is not None else None)
@@ -307,55 +288,6 @@ class ClaspModel(nn.Module):
             emb = emb[report.kept]
         return (emb, report) if return_report else emb
 
-    # ------------------------------------------------------------------ texts
-    @torch.inference_mode()
-    def encode_texts(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = 64,
-        show_progress_bar: bool | None = None,
-        device: str | torch.device | None = None,
-        normalize_embeddings: bool = True,
-    ) -> np.ndarray:
-        """Embed texts (sorted by length internally, returned in input order).
-
-        Parameters mirror :meth:`encode_structures`; a single string gives a ``(1, dim)`` array.
-
-        Raises
-        ------
-        InvalidTextError
-            For a non-string or an empty / whitespace-only text, naming its index.
-        """
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        for i, text in enumerate(texts):
-            check_text(text, i)
-        device = torch.device(device) if device is not None else self._device()
-        was_training = self.training
-        self.eval().to(device)
-        out = np.empty((len(texts), self.config.embedding_dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        bar = tqdm(
-            total=len(texts),
-            desc="Embedding texts",
-            unit="text",
-            disable=not _want_bar(show_progress_bar, len(texts), batch_size),
-        )
-        try:
-            for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
-                tokens = self.tokenize([texts[i] for i in idx]).to(device)
-                emb = self.embed_tokens(
-                    tokens["input_ids"], tokens["attention_mask"], normalize_embeddings
-                )
-                out[idx] = emb.float().cpu().numpy()
-                bar.update(len(idx))
-        finally:
-            bar.close()
-            self.train(was_training)
-        return out
-
     # ------------------------------------------------------------------ misc
     def _device(self) -> torch.device:
         param = next(self.crystal_tower.parameters(), None)
@@ -373,19 +305,3 @@ class ClaspModel(nn.Module):
     save_pretrained = save_model
     #: Save to a temporary folder and upload it to the Hugging Face Hub.
     push_to_hub = push_model
-
-
-def _build_text_encoder(config: ClaspConfig) -> PreTrainedModel:
-    if config.text_config is not None and config.text_weights == "checkpoint":
-        from transformers import AutoConfig
-
-        cfg = dict(config.text_config)
-        text_cfg = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-        return AutoModel.from_config(text_cfg)
-    return AutoModel.from_pretrained(resolve_text_model(config.text_model))
-
-
-def _want_bar(flag: bool | None, n: int | None, batch_size: int) -> bool:
-    if flag is not None:
-        return flag
-    return n is None or n > 4 * batch_size

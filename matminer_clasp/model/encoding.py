@@ -3,7 +3,8 @@
 :class:`EncodeReport` records, per input position, why an input was not embedded and which
 repairs or fallbacks the embedded ones needed; :func:`build_graph` turns one input into a graph
 (through :func:`matminer_clasp.structures.to_structure` and the graph builder's policies) or
-into the reason why not; :func:`check_text` is the text inputs' check.
+into the reason why not. (Texts are checked by
+:func:`matminer_clasp.model.text_model.check_text`.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch_geometric.data import Data
 
-from matminer_clasp.errors import EncodingError, InvalidStructureError, InvalidTextError
+from matminer_clasp.errors import EncodingError, InvalidStructureError
 from matminer_clasp.graph import CrystalGraphBuilder
 from matminer_clasp.structures.read import to_structure
 
@@ -89,12 +90,3 @@ def without_notes(graph: Data) -> Data:
     graph = copy.copy(graph)
     del graph.notes
     return graph
-
-
-def check_text(text: Any, index: int | None = None) -> None:
-    """Raise :class:`InvalidTextError` unless ``text`` is a non-blank string."""
-    where = "" if index is None else f"text {index}: "
-    if not isinstance(text, str):
-        raise InvalidTextError(f"{where}expected a string, got {type(text).__name__}")
-    if not text.strip():
-        raise InvalidTextError(f"{where}the text is empty or whitespace only")

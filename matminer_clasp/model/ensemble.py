@@ -5,38 +5,34 @@ ordinary :class:`~matminer_clasp.ClaspModel` with ``embedding_dim = D / K``. The
 embedding is the concatenation of the members' unit vectors divided by ``sqrt(K)``: still a
 ``D``-dimensional unit vector, and the cosine of a structure and a text is the mean of the
 members' cosines, so every downstream tool (featurizers, zero-shot, screening, indexes) sees one
-ordinary model. Members share the frozen text encoder and the crystal graphs.
+ordinary model. Members share the frozen text encoder and the crystal graphs. The text side
+(:class:`~matminer_clasp.model.heads.EnsembleTextHead`) lives with the other heads, so a text-only
+model never imports the crystal towers.
 
 :func:`merge_models` builds an ensemble from trained members.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch
 
 from matminer_clasp.config import MEMBER_FIELDS, ClaspConfig
 from matminer_clasp.model.crystal import CrystalTower
-from matminer_clasp.model.heads import TextHead
+from matminer_clasp.model.heads import concat_unit
 
 if TYPE_CHECKING:
+    from torch_geometric.data import Batch
+
     from matminer_clasp.model.clasp import ClaspModel
 
 #: Settings every member must share with the others (graph building and the text encoder).
 SHARED_FIELDS = ("orig_atom_fea_len", "radius", "max_num_nbr", "gaussian_step", "cell",
                  "max_sites", "min_distance", "text_model", "text_weights", "text_pooling",
                  "max_length", "freeze_text", "embedding_dim", "normalize_eps")
-
-
-def _concat_unit(parts: list[torch.Tensor], eps: float) -> torch.Tensor:
-    """Concatenate L2-normalised parts, scaled so that the result is a unit vector."""
-    unit = [nn.functional.normalize(p, p=2, dim=1, eps=eps) for p in parts]
-    return torch.cat(unit, dim=1) / math.sqrt(len(unit))
 
 
 class EnsembleCrystalTower(nn.Module):
@@ -49,23 +45,7 @@ class EnsembleCrystalTower(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Embed a batch of crystal graphs (already unit-norm)."""
-        return _concat_unit([member(batch) for member in self.members], self.eps)
-
-
-class EnsembleTextHead(nn.Module):
-    """One :class:`TextHead` per member over the shared pooled text features."""
-
-    def __init__(self, in_dim: int, config: ClaspConfig) -> None:
-        super().__init__()
-        self.eps = config.normalize_eps
-        self.members = nn.ModuleList(
-            TextHead(in_dim, c.text_hidden_dim, c.embedding_dim, c.text_head_layers)
-            for c in config.member_configs()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Project pooled text features ``(B, in_dim)`` (output already unit-norm)."""
-        return _concat_unit([member(x) for member in self.members], self.eps)
+        return concat_unit([member(batch) for member in self.members], self.eps)
 
 
 def merge_config(configs: Sequence[ClaspConfig]) -> ClaspConfig:

@@ -9,8 +9,14 @@ The two official heads differ in layer order (Toyota/clasp ``models/cgcnn.py`` a
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from matminer_clasp.config import ClaspConfig
 
 
 class _Block(nn.Module):
@@ -69,3 +75,28 @@ class TextHead(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.out(x)
+
+
+def concat_unit(parts: list[torch.Tensor], eps: float) -> torch.Tensor:
+    """Concatenate L2-normalised parts, scaled so that the result is a unit vector.
+
+    How an ensemble's members form one embedding (see :mod:`matminer_clasp.model.ensemble`).
+    """
+    unit = [nn.functional.normalize(p, p=2, dim=1, eps=eps) for p in parts]
+    return torch.cat(unit, dim=1) / math.sqrt(len(unit))
+
+
+class EnsembleTextHead(nn.Module):
+    """One :class:`TextHead` per ensemble member over the shared pooled text features."""
+
+    def __init__(self, in_dim: int, config: ClaspConfig) -> None:
+        super().__init__()
+        self.eps = config.normalize_eps
+        self.members = nn.ModuleList(
+            TextHead(in_dim, c.text_hidden_dim, c.embedding_dim, c.text_head_layers)
+            for c in config.member_configs()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project pooled text features ``(B, in_dim)`` (output already unit-norm)."""
+        return concat_unit([member(x) for member in self.members], self.eps)

@@ -35,12 +35,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
 
 from matminer_clasp.config import WEIGHTS_NAME, ClaspConfig
 from matminer_clasp.errors import ModelLoadError
@@ -48,6 +47,7 @@ from matminer_clasp.hub import resolve_model_folder, resolve_text_model
 
 if TYPE_CHECKING:
     from matminer_clasp.model.clasp import ClaspModel
+    from matminer_clasp.model.text_model import ClaspTextModel
 
 TEXT_ENCODER_PREFIX = "text_tower.bert."
 TOKENIZER_DIR = "tokenizer"
@@ -89,28 +89,50 @@ def load_model(
     from matminer_clasp.model.clasp import ClaspModel
 
     folder = resolve_model_folder(name_or_path, revision, cache_dir, local_files_only, token)
+    return _load_folder(ClaspModel, folder, None, device)
+
+
+def load_text_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    device: str | torch.device | None = None,
+) -> ClaspTextModel:
+    """Load the text half of a model (``ClaspTextModel.from_pretrained``); see :func:`load_model`.
+
+    Only the ``text_tower.*`` tensors of ``model.safetensors`` are read; nothing of the crystal
+    side is imported.
+    """
+    from matminer_clasp.model.text_model import TEXT_TOWER_PREFIX, ClaspTextModel
+
+    folder = resolve_model_folder(name_or_path, revision, cache_dir, local_files_only, token)
+    return _load_folder(ClaspTextModel, folder, TEXT_TOWER_PREFIX, device)
+
+
+def _load_folder(
+    model_class: type, folder: Path, prefix: str | None, device: str | torch.device | None
+) -> Any:
+    """Build ``model_class`` from ``folder`` and load its tensors (those under ``prefix``)."""
     config = ClaspConfig.load(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelLoadError(f"{weights} not found: the model folder has no weights")
+    state = _read_weights(weights, prefix)
+    tokenizer_dir = None
+    if config.text_weights != "external":
+        tokenizer_dir = folder / TOKENIZER_DIR
+        if not tokenizer_dir.is_dir():
+            raise ModelLoadError(
+                f"{tokenizer_dir} not found: the model folder has no tokenizer (re-save it "
+                "with save_pretrained)"
+            )
     try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"{weights} is not a readable safetensors file ({exc}); re-download or re-save it"
-        ) from exc
-    try:
-        if config.text_weights == "external":
-            model = ClaspModel(config)
-        else:
-            tokenizer_dir = folder / TOKENIZER_DIR
-            if not tokenizer_dir.is_dir():
-                raise ModelLoadError(
-                    f"{tokenizer_dir} not found: the model folder has no tokenizer (re-save it "
-                    "with save_pretrained)"
-                )
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-            model = ClaspModel(config, tokenizer=tokenizer)
+        build = getattr(model_class, "from_parts", None)  # the text-only model's fast path
+        model = build(config, tokenizer_dir) if build is not None else None
+        if model is None:
+            model = _from_transformers(model_class, config, tokenizer_dir)
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -124,8 +146,33 @@ def load_model(
     return model
 
 
+def _from_transformers(model_class: type, config: ClaspConfig, tokenizer_dir: Path | None) -> Any:
+    """``model_class(config, tokenizer=...)`` with transformers' encoder and tokenizer."""
+    if tokenizer_dir is None:
+        return model_class(config)
+    from transformers import AutoTokenizer
+
+    return model_class(config, tokenizer=AutoTokenizer.from_pretrained(str(tokenizer_dir)))
+
+
+def _read_weights(path: Path, prefix: str | None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (only those whose key starts with ``prefix``)."""
+    try:
+        if prefix is None:
+            return load_file(path)
+        with safe_open(path, framework="pt") as fh:
+            return {key: fh.get_tensor(key) for key in fh.keys() if key.startswith(prefix)}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{path} is not a readable safetensors file ({exc}); re-download or re-save it"
+        ) from exc
+
+
 def _load_state(
-    model: ClaspModel, state: dict[str, torch.Tensor], path: Path, external_text: bool
+    model: ClaspModel | ClaspTextModel,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    external_text: bool,
 ) -> None:
     expected = model.state_dict()
     if external_text:

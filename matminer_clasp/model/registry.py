@@ -16,6 +16,10 @@ time). A lock makes concurrent requests for one model load it once. Worker proce
 matminer's or Dask's pools inherit the parent's registry, so they do not load the weights again;
 spawned workers load each model once per process.
 
+Queries only need the text half: :func:`get_text_model` returns the full model when it is loaded
+already, else a text-only :class:`~matminer_clasp.model.text_model.ClaspTextModel` (same
+vectors, loaded without the crystal side), kept under its own key.
+
 ``ClaspModel.from_pretrained`` is not cached: it always returns a fresh model (for training or
 other changes). A model from the registry is shared: treat it as read-only.
 """
@@ -37,11 +41,19 @@ from matminer_clasp.model import io as model_io
 
 if TYPE_CHECKING:
     from matminer_clasp.model.clasp import ClaspModel
+    from matminer_clasp.model.text_model import ClaspTextModel
 
-__all__ = ["MODEL_REGISTRY", "ModelRegistry", "RegistryInfo", "get_model", "resolve_folder"]
+__all__ = [
+    "MODEL_REGISTRY",
+    "ModelRegistry",
+    "RegistryInfo",
+    "get_model",
+    "get_text_model",
+    "resolve_folder",
+]
 
-#: ``(real path of the model folder, device)``.
-_Key = tuple[str, str]
+#: ``(real path of the model folder, device, "full" or "text")``.
+_Key = tuple[str, str, str]
 
 
 class RegistryInfo(NamedTuple):
@@ -144,7 +156,37 @@ class ModelRegistry:
         if isinstance(model, ClaspModel):
             return model
         folder = self.resolve_folder(model, revision, cache_dir, local_files_only, token)
-        key = (os.path.realpath(folder), _device_key(device))
+        return self._get((os.path.realpath(folder), _device_key(device), "full"), folder)
+
+    def get_text_model(
+        self,
+        model: str | os.PathLike[str] | ClaspModel | ClaspTextModel | None = None,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> ClaspModel | ClaspTextModel:
+        """Return a shared model that can ``encode_texts`` for ``model``, as cheaply as possible.
+
+        The full :class:`ClaspModel` when it is already loaded (or was passed), else the
+        text-only :class:`~matminer_clasp.model.text_model.ClaspTextModel` (loaded without
+        torch_geometric or pymatgen). Both give the same vectors. Arguments as in
+        :meth:`get_model`.
+        """
+        if hasattr(model, "encode_texts"):
+            return model  # type: ignore[return-value]
+        folder = self.resolve_folder(model, revision, cache_dir, local_files_only, token)
+        real, dev = os.path.realpath(folder), _device_key(device)
+        stamps = _stamps(folder)
+        with self._lock:
+            full = self._lookup((real, dev, "full"), stamps)
+        if full is not None:
+            return full
+        return self._get((real, dev, "text"), folder)
+
+    def _get(self, key: _Key, folder: Path) -> Any:
+        """The model of ``key`` (loaded from ``folder`` by one thread if it is not alive)."""
         stamps = _stamps(folder)
         with self._lock:
             found = self._lookup(key, stamps)
@@ -156,8 +198,9 @@ class ModelRegistry:
                 found = self._lookup(key, stamps)
             if found is not None:
                 return found
+            load = model_io.load_model if key[2] == "full" else model_io.load_text_model
             try:
-                loaded = model_io.load_model(folder, device=device)
+                loaded = load(folder, device=key[1])
                 with self._lock:
                     self._loads += 1
                     self._keep(key, stamps, loaded)
@@ -189,7 +232,7 @@ class ModelRegistry:
             return RegistryInfo(self._hits, self._loads, self.maxsize, len(self._recent))
 
     def loaded(self) -> list[_Key]:
-        """``(folder, device)`` of the models the registry keeps alive, oldest first."""
+        """``(folder, device, kind)`` of the models the registry keeps alive, oldest first."""
         with self._lock:
             return list(self._recent)
 
@@ -229,5 +272,7 @@ os.register_at_fork(after_in_child=MODEL_REGISTRY._reset_locks)
 
 #: :meth:`ModelRegistry.get_model` of :data:`MODEL_REGISTRY`.
 get_model = MODEL_REGISTRY.get_model
+#: :meth:`ModelRegistry.get_text_model` of :data:`MODEL_REGISTRY`.
+get_text_model = MODEL_REGISTRY.get_text_model
 #: :meth:`ModelRegistry.resolve_folder` of :data:`MODEL_REGISTRY`.
 resolve_folder = MODEL_REGISTRY.resolve_folder

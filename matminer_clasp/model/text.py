@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from matminer_clasp.config import ClaspConfig
-from matminer_clasp.model.ensemble import EnsembleTextHead
-from matminer_clasp.model.heads import TextHead
+from matminer_clasp.model.heads import EnsembleTextHead, TextHead
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class TextTower(nn.Module):
@@ -20,10 +23,11 @@ class TextTower(nn.Module):
         Supplies ``text_pooling``, ``freeze_text`` and the head sizes.
     bert
         Any ``transformers`` encoder whose output has ``last_hidden_state`` (and ``pooler_output``
-        for ``text_pooling="pooler"``).
+        for ``text_pooling="pooler"``), or the plain-torch
+        :class:`~matminer_clasp.model.bert.QueryBert` of the text-only path.
     """
 
-    def __init__(self, config: ClaspConfig, bert: PreTrainedModel) -> None:
+    def __init__(self, config: ClaspConfig, bert: PreTrainedModel | Any) -> None:
         super().__init__()
         self.pooling = config.text_pooling
         if self.pooling == "pooler" and getattr(bert, "pooler", None) is None:

@@ -23,7 +23,7 @@ import pandas as pd
 from pymatgen.core import IStructure, Structure
 
 from matminer_clasp.errors import InputError, InvalidStructureError
-from matminer_clasp.readers import read_table
+from matminer_clasp.readers import read_table, shard_rows
 from matminer_clasp.structures.cif import parse_cif
 from matminer_clasp.structures.sites import check_structure
 
@@ -126,15 +126,6 @@ def _file_id(path: Path, root: Path) -> str:
     if rel.lower().endswith(".cif.gz"):
         return rel[: -len(".cif.gz")]
     return rel[: -len(path.suffix)] if path.suffix else rel
-
-
-def shard_rows(frame: pd.DataFrame, shard: tuple[int, int] | None) -> pd.DataFrame:
-    """Rows of the ``i``-th of ``n`` contiguous parts (``shard=(i, n)``, 0-based)."""
-    if shard is None:
-        return frame
-    i, n = shard
-    bounds = [len(frame) * k // n for k in range(n + 1)]
-    return frame.iloc[bounds[i] : bounds[i + 1]]
 
 
 def _read_one(kind: str, value: Any) -> tuple[Any, str | None, str | None]:
