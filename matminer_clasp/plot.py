@@ -16,7 +16,7 @@ import numpy as np
 
 from matminer_clasp.index import EmbeddingIndex
 from matminer_clasp.inputs import check_embeddings, split_inputs
-from matminer_clasp.model.registry import get_model
+from matminer_clasp.model.registry import get_model, get_text_model
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -136,7 +136,7 @@ def plot_embedding_map(
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.2))
     ax = ax if ax is not None else fig.add_subplot()
     if query is not None:
-        q = get_model(model).encode_texts([query])[0]
+        q = get_text_model(model).encode_texts([query])[0]
         if len(q) != emb.shape[1]:
             raise ValueError(
                 f"the model embeds texts in {len(q)}-d but the points are {emb.shape[1]}-d"

@@ -151,8 +151,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """``plot (--index DIR | INPUT) --out PNG``."""
     from matminer_clasp.plot import plot_embedding_map
 
-    model = load_cli_model(args)
-    index = corpus_index(args, model)
+    index = corpus_index(args)  # loads the crystal model only if structures must be embedded
     labels = None
     if args.labels_column:
         if args.labels_column not in index.metadata.columns:
@@ -161,7 +160,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             )
         labels = list(index.metadata[args.labels_column])
     fig = plot_embedding_map(index, labels=labels, query=args.query, method=args.method,
-                             model=model)
+                             model=args.model)
     fig.savefig(args.out, dpi=150, bbox_inches="tight")
     print(f"wrote {args.out}")
     return 0
