@@ -1,0 +1,260 @@
+"""The state of a running search service: :class:`SearchService`.
+
+Built once at start-up from an :class:`~matminer_clasp.index.EmbeddingIndex` and a model name:
+the text half of the model (``get_text_model``: no torch_geometric or pymatgen), the corpus as
+float32 in memory (fp16 matrix products are slow in numpy), the metadata as JSON-safe records,
+2-D map coordinates (``matminer_clasp.plot.reduce_to_2d``), a :class:`~.batcher.QueryBatcher`
+for queries and a :class:`~.cifs.CifSource` for CIFs. Requests then only embed their text.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matminer_clasp.index import EmbeddingIndex, model_name
+from matminer_clasp.serve.batcher import QueryBatcher
+from matminer_clasp.serve.cifs import CifSource
+
+#: Columns never sent to clients (CIF text is served by ``/api/structure/{id}``).
+HIDDEN_COLUMNS = ("cif", "structure")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """Limits on what one request may ask for (checked by the API, 4xx beyond them)."""
+
+    max_k: int = 100
+    max_query_length: int = 500
+    max_queries: int = 64
+    max_labels: int = 32
+    max_page: int = 1000
+
+
+def json_safe(value: Any) -> Any:
+    """A metadata value as JSON can carry it: NaN / inf / NA -> ``None``, numpy -> Python."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+class SearchService:
+    """An index and a model, loaded once, answering queries from many threads.
+
+    Parameters
+    ----------
+    index
+        The corpus.
+    model
+        Model for query texts: ``None`` (the index's model, else the bundled default), a folder
+        / Hub id, or a loaded model.
+    limits
+        Request limits.
+    map_method
+        ``"pca"`` (default, fast), ``"umap"``, ``"tsne"`` or ``None`` (no embedding map).
+    map_points
+        Most background points sent to the page (a fixed random sample above it; hits always
+        carry their own coordinates).
+    structures, recursive, amcsd_db
+        Where CIFs come from, see :class:`~matminer_clasp.serve.cifs.CifSource`.
+    max_batch
+        Most query texts embedded in one forward pass.
+    threads
+        Torch and BLAS threads (``torch.set_num_threads``; default: the libraries' own). On a
+        machine shared with other busy processes, 1 avoids spinning threads that can make a
+        query 10-40x slower.
+    """
+
+    def __init__(
+        self,
+        index: EmbeddingIndex,
+        model: Any = None,
+        limits: ServeLimits | None = None,
+        map_method: str | None = "pca",
+        map_points: int = 20000,
+        structures: str | os.PathLike[str] | None = None,
+        recursive: bool = False,
+        amcsd_db: str | os.PathLike[str] | None = None,
+        max_batch: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        from matminer_clasp.model.registry import get_text_model
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        if len(index) == 0:
+            raise ValueError("the index is empty")
+        self.limits = limits or ServeLimits()
+        model = index.model if model is None else model
+        self.model_name = model_name(model)
+        self.model_hash = index.model_hash
+        self.text_model = get_text_model(model)
+        if self.text_model.config.embedding_dim != index.dim:
+            raise ValueError(
+                f"the model embeds texts in {self.text_model.config.embedding_dim} dimensions but "
+                f"the index holds {index.dim}-d embeddings: pass the model that built the index"
+            )
+        emb = np.ascontiguousarray(index.embeddings, dtype=np.float32)
+        self.index = EmbeddingIndex(
+            emb, index.metadata, model=model, dtype="float32", _normalized=True
+        )
+        meta = index.metadata
+        self.ids = [str(i) for i in meta["id"]]
+        self.row_of = {rid: i for i, rid in enumerate(self.ids)}
+        shown = [c for c in meta.columns if c not in HIDDEN_COLUMNS]
+        self.records = [
+            {str(k): json_safe(v) for k, v in rec.items()}
+            for rec in meta[shown].to_dict(orient="records")
+        ]
+        for rec, rid in zip(self.records, self.ids):
+            rec["id"] = rid
+        self.columns = [str(c) for c in shown]
+        self.xy = _map_coordinates(emb, map_method, threads) if map_method else None
+        self.map_method = map_method
+        self.map_sample = _sample(len(emb), map_points)
+        self.cifs = CifSource(meta, structures, recursive, amcsd_db)
+        self.model_lock = threading.Lock()
+        self.batcher = QueryBatcher(self._encode, self.index.topk, self.model_lock, max_batch)
+        self._classifiers: OrderedDict[tuple, Any] = OrderedDict()
+        self._classifiers_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def close(self) -> None:
+        """Stop the query worker."""
+        self.batcher.close()
+
+    # -------------------------------------------------------------- queries
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.text_model.encode_texts(texts, show_progress_bar=False)
+
+    def hits(self, scores: np.ndarray, positions: np.ndarray) -> list[dict[str, Any]]:
+        """Ranked result rows (``rank``, ``id``, ``score``, metadata, ``row``, map ``x``/``y``)."""
+        out = []
+        for rank, (score, pos) in enumerate(zip(scores, positions), start=1):
+            rec = {"rank": rank, "id": self.ids[pos], "score": round(float(score), 6)}
+            rec.update((k, v) for k, v in self.records[pos].items() if k != "id")
+            rec["row"] = int(pos)
+            if self.xy is not None:
+                rec["x"], rec["y"] = float(self.xy[pos, 0]), float(self.xy[pos, 1])
+            out.append(rec)
+        return out
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[dict[str, Any]]]:
+        """Blocking search of several queries (each gets its top ``k``)."""
+        scores, pos = self.batcher.search(list(queries), k)
+        return [self.hits(s, p) for s, p in zip(scores, pos)]
+
+    # -------------------------------------------------------------- zero-shot labels
+    def classifier(self, labels: Sequence[str], binary: bool = False) -> Any:
+        """A fitted :class:`~matminer_clasp.zeroshot.ZeroShotClassifier` (cached per labels)."""
+        from matminer_clasp.zeroshot import ZeroShotClassifier
+
+        labels = list(labels)
+        key = (tuple(labels), binary)
+        with self._classifiers_lock:
+            if key in self._classifiers:
+                self._classifiers.move_to_end(key)
+                return self._classifiers[key]
+        clf = ZeroShotClassifier(labels[0] if binary else list(labels), model=self.text_model,
+                                 binary=binary)
+        with self.model_lock:
+            clf.fit()
+        with self._classifiers_lock:
+            self._classifiers[key] = clf
+            while len(self._classifiers) > 32:
+                self._classifiers.popitem(last=False)
+        return clf
+
+    def classify(self, labels: Sequence[str], rows: Sequence[int],
+                 binary: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+        """Zero-shot labels of the structures at ``rows`` from their stored embeddings.
+
+        Returns the class names (binary: ``["not X", "X"]``) and one record per row: ``id``,
+        ``formula``, ``label`` and ``probabilities`` (class name -> probability).
+        """
+        clf = self.classifier(labels, binary)
+        rows = list(rows)
+        classes = [f"not {labels[0]}", labels[0]] if binary else [str(c) for c in clf.classes_]
+        if not rows:
+            return classes, []
+        proba = clf.predict_proba(np.asarray(self.index.embeddings[rows]))
+        pred = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
+        out = []
+        for row, label, p in zip(rows, pred, proba):
+            rec = {"id": self.ids[row], "formula": self.records[row].get("formula"),
+                   "label": json_safe(label),
+                   "probabilities": {str(c): round(float(v), 6) for c, v in zip(classes, p)}}
+            out.append(rec)
+        return classes, out
+
+    # -------------------------------------------------------------- map
+    def map_payload(self) -> dict[str, Any]:
+        """Background points of the embedding map (``x``, ``y``, ``row``), or an empty map."""
+        if self.xy is None:
+            return {"method": None, "n": len(self), "x": [], "y": [], "row": []}
+        rows = self.map_sample
+        return {
+            "method": self.map_method,
+            "n": len(self),
+            "x": np.round(self.xy[rows, 0], 4).tolist(),
+            "y": np.round(self.xy[rows, 1], 4).tolist(),
+            "row": rows.tolist(),
+        }
+
+
+def _map_coordinates(emb: np.ndarray, method: str, threads: int | None = None) -> np.ndarray:
+    """2-D coordinates scaled into ``[0, 1]`` (PCA fitted on at most 50,000 rows)."""
+    from threadpoolctl import threadpool_limits
+
+    from matminer_clasp.plot import reduce_to_2d
+
+    with threadpool_limits(threads):
+        if len(emb) < 3:
+            xy = np.zeros((len(emb), 2))
+        elif method == "pca":
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=2, svd_solver="randomized", random_state=0)
+            xy = pca.fit(emb[_sample(len(emb), 50000)]).transform(emb)
+        else:
+            xy = reduce_to_2d(emb, method)
+    xy = np.asarray(xy, dtype=np.float64)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    return (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def _sample(n: int, size: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, size, replace=False))
