@@ -45,7 +45,10 @@ function fillTable(results) {
     cell(tr, hit.rank, "rank");
     cell(tr, hit.id, "id");
     cell(tr, hit.formula, "formula");
-    cell(tr, describe(hit), "title");
+    const title = document.createElement("div");
+    title.textContent = describe(hit);
+    title.title = describe(hit);
+    cell(tr, "", "title").appendChild(title);
     cell(tr, hit.score.toFixed(4), "score");
     const td = cell(tr, "", "cif");
     const a = document.createElement("a");
