@@ -237,6 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         index, args.model, ServeLimits(max_k=args.max_k),
         map_method=None if args.map == "none" else args.map, structures=structures,
         recursive=recursive, amcsd_db=args.amcsd_db, threads=args.threads,
+        max_batch=args.max_batch,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: there is no authentication; anyone who can "

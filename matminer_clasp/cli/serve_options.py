@@ -25,6 +25,9 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch / BLAS threads (default: the libraries' own; 1 on a busy "
                    "shared machine)")
+    p.add_argument("--max-batch", type=int, default=64, metavar="N",
+                   help="most waiting query texts embedded in one forward pass (default 64; 1 "
+                   "answers queries strictly one by one)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default info)")
