@@ -232,6 +232,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     check_port(args.host, args.port)  # before minutes of loading
     index = corpus_index(args)
+    if index.model_hash is None and not args.index:  # embedded now, by --model
+        index.model_hash = model_hash(args.model)
     structures, recursive = structure_folder(args)
     app = create_app(
         index, args.model, ServeLimits(max_k=args.max_k),

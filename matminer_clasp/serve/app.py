@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +73,19 @@ def create_app(
         index, model, limits, **options
     )
     lim = service.limits
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()  # the server stops: end the query worker
+
     app = FastAPI(
         title="matminer-clasp search",
         description="Text-to-crystal search over a CLaSP embedding index.",
         version="1",
+        lifespan=lifespan,
     )
     app.state.service = service
-    app.router.add_event_handler("shutdown", service.close)
     _install_error_handlers(app)
 
     def check_query(text: str | None, name: str = "q") -> str:
