@@ -216,6 +216,18 @@ def test_user_index_cifs_come_from_the_index_or_the_listed_folder(user_client):
     assert user_client.get("/api/structure/../secret.txt").status_code == 404
 
 
+def test_an_unexpected_failure_is_a_500_without_traceback(user_client, monkeypatch):
+    service = user_client.app.state.service
+
+    def boom(structure_id):
+        raise RuntimeError("disk on fire at /secret/path")
+
+    monkeypatch.setattr(service.cifs, "cif", boom)
+    resp = TestClient(user_client.app, raise_server_exceptions=False).get("/api/structure/a")
+    assert resp.status_code == 500
+    assert resp.json() == {"detail": "internal error (RuntimeError); see the server log"}
+
+
 # ---------------------------------------------------------------------- concurrency
 def assert_same_ranking(got: list[dict], want: list[dict], tol: float = 1e-5) -> None:
     """Equal rankings up to float rounding; entries tied at the cut-off may trade places."""
