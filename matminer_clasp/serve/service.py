@@ -87,9 +87,9 @@ class SearchService:
     max_batch
         Most query texts embedded in one forward pass.
     threads
-        Torch and BLAS threads (``torch.set_num_threads``; default: the libraries' own). On a
-        machine shared with other busy processes, 1 avoids spinning threads that can make a
-        query 10-40x slower.
+        Torch and BLAS threads for the whole process (``torch.set_num_threads`` and
+        ``threadpoolctl``; default: the libraries' own). On a machine shared with other busy
+        processes, 1 avoids spinning threads that can make a query 2-40x slower.
     """
 
     def __init__(
@@ -107,10 +107,12 @@ class SearchService:
     ) -> None:
         from matminer_clasp.model.registry import get_text_model
 
-        if threads is not None:
+        if threads is not None:  # process-wide: the service owns its process
             import torch
+            from threadpoolctl import threadpool_limits
 
             torch.set_num_threads(int(threads))
+            threadpool_limits(limits=int(threads))  # BLAS threads spin between matrix products
         if len(index) == 0:
             raise ValueError("the index is empty")
         self.limits = limits or ServeLimits()
