@@ -216,6 +216,29 @@ def test_user_index_cifs_come_from_the_index_or_the_listed_folder(user_client):
     assert user_client.get("/api/structure/../secret.txt").status_code == 404
 
 
+def test_a_corpus_over_the_ram_limit_is_searched_as_stored(monkeypatch, tmp_path):
+    import matminer_clasp.serve.service as service_module
+
+    shipped = amcsd_service().index
+    n = 300
+    index = EmbeddingIndex(np.asarray(shipped.embeddings[:n], dtype=np.float16),
+                           shipped.metadata.iloc[:n], dtype="float16", _normalized=True)
+    index.save(tmp_path / "idx")
+    monkeypatch.setattr(service_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(service_module, "MAP_FIT_ROWS", 100)
+    big = SearchService(EmbeddingIndex.load(tmp_path / "idx"), threads=1)  # memory-mapped fp16
+    try:
+        assert isinstance(big.index.embeddings, np.memmap) and big.index.dtype == "float16"
+        got = big.search(["garnet"], 5)[0]
+        want = index.search("garnet", top_k=5)
+        assert [h["id"] for h in got] == list(want["id"])
+        assert big.xy.shape == (n, 2) and 0 <= big.xy.min() and big.xy.max() <= 1
+    finally:
+        big.close()
+    with pytest.raises(ValueError, match="use --map pca"):
+        SearchService(index, map_method="tsne")
+
+
 def test_an_unexpected_failure_is_a_500_without_traceback(user_client, monkeypatch):
     service = user_client.app.state.service
 

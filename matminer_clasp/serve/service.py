@@ -26,6 +26,10 @@ from matminer_clasp.serve.cifs import CifSource
 
 #: Columns never sent to clients (CIF text is served by ``/api/structure/{id}``).
 HIDDEN_COLUMNS = ("cif", "structure")
+#: Corpora up to this size are searched as a float32 copy in RAM; larger ones as stored (mmap).
+IN_MEMORY_BYTES = 2 * 1024**3
+#: Most rows a 2-D map is fitted on (PCA is then applied to all rows).
+MAP_FIT_ROWS = 50000
 
 
 @dataclass(frozen=True)
@@ -125,21 +129,20 @@ class SearchService:
                 f"the model embeds texts in {self.text_model.config.embedding_dim} dimensions but "
                 f"the index holds {index.dim}-d embeddings: pass the model that built the index"
             )
-        emb = np.ascontiguousarray(index.embeddings, dtype=np.float32)
+        emb = index.embeddings
+        if len(emb) * index.dim * 4 <= IN_MEMORY_BYTES:  # fp16 products are slow in numpy
+            emb = np.ascontiguousarray(emb, dtype=np.float32)
         self.index = EmbeddingIndex(
-            emb, index.metadata, model=model, dtype="float32", _normalized=True
+            emb, index.metadata, model=model, dtype=str(emb.dtype), _normalized=True
         )
         meta = index.metadata
         self.ids = [str(i) for i in meta["id"]]
         self.row_of = {rid: i for i, rid in enumerate(self.ids)}
-        shown = [c for c in meta.columns if c not in HIDDEN_COLUMNS]
-        self.records = [
-            {str(k): json_safe(v) for k, v in rec.items()}
-            for rec in meta[shown].to_dict(orient="records")
-        ]
-        for rec, rid in zip(self.records, self.ids):
-            rec["id"] = rid
-        self.columns = [str(c) for c in shown]
+        if len(self.row_of) != len(self.ids):
+            raise ValueError("the index's ids are not unique once written as text")
+        #: shown metadata columns (id first), as arrays read row by row for answers
+        self.columns = {str(c): meta[c].to_numpy() for c in meta.columns
+                        if c not in HIDDEN_COLUMNS and c != "id"}
         self.xy = _map_coordinates(emb, map_method, threads) if map_method else None
         self.map_method = map_method
         self.map_sample = _sample(len(emb), map_points)
@@ -160,12 +163,19 @@ class SearchService:
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.text_model.encode_texts(texts, show_progress_bar=False)
 
+    def record(self, row: int) -> dict[str, Any]:
+        """The metadata of one row, JSON-safe (``id`` first)."""
+        rec = {"id": self.ids[row]}
+        rec.update((name, json_safe(col[row])) for name, col in self.columns.items())
+        return rec
+
     def hits(self, scores: np.ndarray, positions: np.ndarray) -> list[dict[str, Any]]:
         """Ranked result rows (``rank``, ``id``, ``score``, metadata, ``row``, map ``x``/``y``)."""
         out = []
         for rank, (score, pos) in enumerate(zip(scores, positions), start=1):
-            rec = {"rank": rank, "id": self.ids[pos], "score": round(float(score), 6)}
-            rec.update((k, v) for k, v in self.records[pos].items() if k != "id")
+            meta = self.record(int(pos))
+            rec = {"rank": rank, "id": meta.pop("id"), "score": round(float(score), 6)}
+            rec.update(meta)
             rec["row"] = int(pos)
             if self.xy is not None:
                 rec["x"], rec["y"] = float(self.xy[pos, 0]), float(self.xy[pos, 1])
@@ -214,7 +224,9 @@ class SearchService:
         pred = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
         out = []
         for row, label, p in zip(rows, pred, proba):
-            rec = {"id": self.ids[row], "formula": self.records[row].get("formula"),
+            formula = self.columns.get("formula")
+            rec = {"id": self.ids[row],
+                   "formula": None if formula is None else json_safe(formula[row]),
                    "label": json_safe(label),
                    "probabilities": {str(c): round(float(v), 6) for c, v in zip(classes, p)}}
             out.append(rec)
@@ -236,21 +248,33 @@ class SearchService:
 
 
 def _map_coordinates(emb: np.ndarray, method: str, threads: int | None = None) -> np.ndarray:
-    """2-D coordinates scaled into ``[0, 1]`` (PCA fitted on at most 50,000 rows)."""
+    """2-D coordinates scaled into ``[0, 1]``.
+
+    PCA is fitted on at most :data:`MAP_FIT_ROWS` rows and applied in chunks, so a memory-mapped
+    corpus of millions is never widened whole; UMAP and t-SNE are for smaller corpora.
+    """
     from threadpoolctl import threadpool_limits
 
     from matminer_clasp.plot import reduce_to_2d
 
+    n = len(emb)
+    if method != "pca" and n > MAP_FIT_ROWS:
+        raise ValueError(f"--map {method} on {n} structures would take hours: use --map pca "
+                         f"(or none) for indexes over {MAP_FIT_ROWS} structures")
     with threadpool_limits(threads):
-        if len(emb) < 3:
-            xy = np.zeros((len(emb), 2))
+        if n < 3:
+            xy = np.zeros((n, 2))
         elif method == "pca":
             from sklearn.decomposition import PCA
 
-            pca = PCA(n_components=2, svd_solver="randomized", random_state=0)
-            xy = pca.fit(emb[_sample(len(emb), 50000)]).transform(emb)
+            sample = np.asarray(emb[_sample(n, MAP_FIT_ROWS)], dtype=np.float32)
+            pca = PCA(n_components=2, svd_solver="randomized", random_state=0).fit(sample)
+            xy = np.concatenate([
+                pca.transform(np.asarray(emb[i : i + 65536], dtype=np.float32))
+                for i in range(0, n, 65536)
+            ])
         else:
-            xy = reduce_to_2d(emb, method)
+            xy = reduce_to_2d(np.asarray(emb, dtype=np.float32), method)
     xy = np.asarray(xy, dtype=np.float64)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     return (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
