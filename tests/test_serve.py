@@ -239,6 +239,19 @@ def test_a_corpus_over_the_ram_limit_is_searched_as_stored(monkeypatch, tmp_path
         SearchService(index, map_method="tsne")
 
 
+def test_the_page_map_is_the_plot_modules_pca_up_to_sign():
+    from matminer_clasp.plot import reduce_to_2d
+    from matminer_clasp.serve.service import pca_2d
+
+    emb = np.asarray(amcsd_service().index.embeddings[:2000])
+    ours, ref = pca_2d(emb), reduce_to_2d(emb, "pca")
+    for axis in range(2):
+        assert abs(np.corrcoef(ours[:, axis], ref[:, axis])[0, 1]) > 0.9999
+    np.testing.assert_allclose(np.abs(ours), np.abs(ref), atol=1e-3)  # float32 sums
+    xy = amcsd_service().xy
+    assert xy.shape == (9274, 2) and xy.min() == 0 and xy.max() == 1
+
+
 def test_an_unexpected_failure_is_a_500_without_traceback(user_client, monkeypatch):
     service = user_client.app.state.service
 

@@ -250,12 +250,11 @@ class SearchService:
 def _map_coordinates(emb: np.ndarray, method: str, threads: int | None = None) -> np.ndarray:
     """2-D coordinates scaled into ``[0, 1]``.
 
-    PCA is fitted on at most :data:`MAP_FIT_ROWS` rows and applied in chunks, so a memory-mapped
-    corpus of millions is never widened whole; UMAP and t-SNE are for smaller corpora.
+    ``"pca"``: :func:`pca_2d` (the axes of ``plot.reduce_to_2d(method="pca")`` without importing
+    scikit-learn, whose import alone took longer than the rest of start-up). UMAP and t-SNE go
+    through :func:`matminer_clasp.plot.reduce_to_2d`, for corpora up to :data:`MAP_FIT_ROWS`.
     """
     from threadpoolctl import threadpool_limits
-
-    from matminer_clasp.plot import reduce_to_2d
 
     n = len(emb)
     if method != "pca" and n > MAP_FIT_ROWS:
@@ -265,19 +264,37 @@ def _map_coordinates(emb: np.ndarray, method: str, threads: int | None = None) -
         if n < 3:
             xy = np.zeros((n, 2))
         elif method == "pca":
-            from sklearn.decomposition import PCA
-
-            sample = np.asarray(emb[_sample(n, MAP_FIT_ROWS)], dtype=np.float32)
-            pca = PCA(n_components=2, svd_solver="randomized", random_state=0).fit(sample)
-            xy = np.concatenate([
-                pca.transform(np.asarray(emb[i : i + 65536], dtype=np.float32))
-                for i in range(0, n, 65536)
-            ])
+            xy = pca_2d(emb)
         else:
+            from matminer_clasp.plot import reduce_to_2d
+
             xy = reduce_to_2d(np.asarray(emb, dtype=np.float32), method)
     xy = np.asarray(xy, dtype=np.float64)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     return (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def pca_2d(emb: np.ndarray, fit_rows: int | None = None, chunk: int = 65536) -> np.ndarray:
+    """Project rows onto the first two principal axes (numpy only).
+
+    The axes are the top eigenvectors of the covariance of at most ``fit_rows`` (default
+    :data:`MAP_FIT_ROWS`) rows, each signed so that its largest entry is positive; all rows
+    are then projected ``chunk`` at a time, so a memory-mapped corpus is never widened whole.
+    Equal to scikit-learn's PCA up to the sign of each axis.
+    """
+    n = len(emb)
+    sample = np.asarray(emb[_sample(n, fit_rows or MAP_FIT_ROWS)], dtype=np.float32)
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    cov = (centred.T @ centred).astype(np.float64) / max(1, len(sample) - 1)
+    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
+    axes = vecs[:, ::-1][:, :2].T
+    axes *= np.sign(axes[np.arange(2), np.abs(axes).argmax(axis=1)])[:, None]
+    axes = axes.astype(np.float32)
+    return np.concatenate([
+        (np.asarray(emb[i : i + chunk], dtype=np.float32) - mean) @ axes.T
+        for i in range(0, n, chunk)
+    ])
 
 
 def _sample(n: int, size: int) -> np.ndarray:
