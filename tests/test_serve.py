@@ -176,14 +176,16 @@ def user_client(tmp_path_factory):
     (folder / "sub").mkdir()
     (folder / "sub" / "c.cif").write_text("data_c\n_cell_length_a 3.0\n")
     (folder / "secret.txt").write_text("not served")
+    (folder / "elsewhere.cif").write_text("data_d\n_cell_length_a 5.0\n")
     shipped = amcsd_service().index
     n = 20
-    ids = ["a", "b", "sub/c"] + [f"row{i}" for i in range(3, n)]
+    ids = ["a", "b", "sub/c", "d"] + [f"row{i}" for i in range(4, n)]
     meta = pd.DataFrame({
         "id": ids, "formula": ["Fe2 O3"] * n,
         "band_gap": [np.nan, np.inf, -np.inf] + [1.5] * (n - 3),
         "count": np.arange(n, dtype=np.int64),
         "cif": ["data_a\n_cell_length_a 4.0\n"] + [None] * (n - 1),
+        "path": [None] * 3 + [str(folder / "elsewhere.cif")] + [None] * (n - 4),
     })
     index = EmbeddingIndex(np.asarray(shipped.embeddings[:n]), meta, dtype="float32",
                            _normalized=True)
@@ -200,7 +202,8 @@ def test_user_index_metadata_is_json_safe(user_client):
     rows = strict_json(user_client.post("/api/classify", json={
         "labels": ["oxide", "sulfide"], "ids": ["a", "b"]}).text)["results"]
     assert [r["id"] for r in rows] == ["a", "b"]
-    assert "cif" not in next(iter(hits.values()))  # CIFs are served by /api/structure only
+    shown = next(iter(hits.values()))
+    assert "cif" not in shown and "path" not in shown  # behind /api/structure only
     assert user_client.get("/api/search", params={"q": "x", "k": 6}).status_code == 422
     assert json_safe(np.float32("nan")) is None and json_safe(np.int64(3)) == 3
     assert json_safe(pd.NA) is None and json_safe([np.inf, 1.0]) == [None, 1.0]
@@ -210,6 +213,7 @@ def test_user_index_cifs_come_from_the_index_or_the_listed_folder(user_client):
     assert user_client.get("/api/structure/a").text.startswith("data_a")  # stored cif column
     assert user_client.get("/api/structure/sub/c").text.startswith("data_c")  # listed file
     assert user_client.get("/api/structure/sub%2Fc").text.startswith("data_c")
+    assert user_client.get("/api/structure/d").text.startswith("data_d")  # its path column
     missing = user_client.get("/api/structure/b")  # indexed, but no CIF anywhere
     assert missing.status_code == 404 and "--structures" in missing.json()["detail"]
     assert user_client.get("/api/structure/secret").status_code == 404  # a file, not an id

@@ -7,7 +7,8 @@ comes from, in order:
    through :func:`matminer_clasp.train.amcsd.read_amcsd_entries` (one entry at a time, under a
    lock, with a small cache);
 2. a ``cif`` metadata column (CIF text stored in the index);
-3. a structure folder (``--structures DIR``, or the INPUT folder the index was embedded from):
+3. a ``path`` metadata column (a structure file the index's builder recorded);
+4. a structure folder (``--structures DIR``, or the INPUT folder the index was embedded from):
    its files are listed once at start-up with the ids ``matminer-clasp index`` gives them
    (relative path without suffix); ``.cif`` files are returned as they are, other formats
    (POSCAR, structure JSON) are converted with pymatgen.
@@ -38,7 +39,8 @@ class CifSource:
     Parameters
     ----------
     metadata
-        The index's metadata (``id`` column first; ``source`` / ``cif`` columns used if present).
+        The index's metadata (``id`` column first; ``source`` / ``cif`` / ``path`` columns used
+        if present).
     structures
         Optional folder of structure files (the index's ids are their relative paths without
         suffix, as ``matminer-clasp index DIR`` names them); a single file is also accepted.
@@ -62,6 +64,7 @@ class CifSource:
             rid for rid, src in zip(ids, source) if src == "amcsd" and _AMCSD_ID.fullmatch(rid)
         }
         self._cif = list(metadata["cif"]) if "cif" in metadata else None
+        self._path = list(metadata["path"]) if "path" in metadata else None
         self._files = _list_files(structures, recursive) if structures else {}
         self._amcsd_db = amcsd_db
         self._lock = threading.Lock()
@@ -94,6 +97,8 @@ class CifSource:
             text = self._cif[row]
             if isinstance(text, str) and text.strip():
                 return text
+        if self._path is not None and isinstance(self._path[row], str) and self._path[row]:
+            return _file_to_cif(Path(self._path[row]).expanduser())
         path = self._files.get(structure_id)
         if path is not None:
             return _file_to_cif(path)

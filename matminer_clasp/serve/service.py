@@ -24,8 +24,9 @@ from matminer_clasp.index import EmbeddingIndex, model_name
 from matminer_clasp.serve.batcher import QueryBatcher
 from matminer_clasp.serve.cifs import CifSource
 
-#: Columns never sent to clients (CIF text is served by ``/api/structure/{id}``).
-HIDDEN_COLUMNS = ("cif", "structure")
+#: Columns never sent with results (CIF text and the server's file paths stay behind
+#: ``/api/structure/{id}``).
+HIDDEN_COLUMNS = ("cif", "structure", "path")
 #: Corpora up to this size are searched as a float32 copy in RAM; larger ones as stored (mmap).
 IN_MEMORY_BYTES = 2 * 1024**3
 #: Most rows a 2-D map is fitted on (PCA is then applied to all rows).
