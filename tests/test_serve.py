@@ -189,22 +189,26 @@ def user_client(tmp_path_factory):
     })
     index = EmbeddingIndex(np.asarray(shipped.embeddings[:n]), meta, dtype="float32",
                            _normalized=True)
-    service = SearchService(index, limits=ServeLimits(max_k=5), map_method="pca",
+    service = SearchService(index, limits=ServeLimits(max_k=20), map_method="pca",
                             structures=folder, recursive=True, threads=1)
     yield TestClient(create_app(service))
     service.close()
 
 
 def test_user_index_metadata_is_json_safe(user_client):
-    resp = user_client.get("/api/search", params={"q": "hematite", "k": 5})
+    resp = user_client.get("/api/search", params={"q": "hematite", "k": 20})
     assert resp.status_code == 200
     hits = {h["id"]: h for h in strict_json(resp.text)["results"]}
+    assert hits["a"]["band_gap"] is None and hits["b"]["band_gap"] is None  # NaN, inf
+    assert hits["sub/c"]["band_gap"] is None and hits["d"]["band_gap"] == 1.5  # -inf, a number
+    assert hits["row5"]["count"] == 5 and hits["sub/c"]["formula"] == "Fe2 O3"
     rows = strict_json(user_client.post("/api/classify", json={
         "labels": ["oxide", "sulfide"], "ids": ["a", "b"]}).text)["results"]
     assert [r["id"] for r in rows] == ["a", "b"]
     shown = next(iter(hits.values()))
     assert "cif" not in shown and "path" not in shown  # behind /api/structure only
-    assert user_client.get("/api/search", params={"q": "x", "k": 6}).status_code == 422
+    too_many = user_client.get("/api/search", params={"q": "x", "k": 21})
+    assert too_many.status_code == 422 and "from 1 to 20" in too_many.json()["detail"]
     assert json_safe(np.float32("nan")) is None and json_safe(np.int64(3)) == 3
     assert json_safe(pd.NA) is None and json_safe([np.inf, 1.0]) == [None, 1.0]
 
