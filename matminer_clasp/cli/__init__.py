@@ -24,6 +24,7 @@ from matminer_clasp.cli.commands import (
     cmd_merge,
     cmd_plot,
     cmd_screen,
+    cmd_serve,
     cmd_train,
 )
 from matminer_clasp.cli.corpus import (
@@ -33,6 +34,7 @@ from matminer_clasp.cli.corpus import (
     parse_shard,
     read_records,
 )
+from matminer_clasp.cli.serve_options import add_serve_options
 from matminer_clasp.errors import ClaspError
 
 
@@ -65,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``matminer-clasp`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="matminer-clasp",
-        description="CLaSP crystal-text embeddings: embed, index, screen, classify, plot, train, "
-        "evaluate, merge.",
+        description="CLaSP crystal-text embeddings: embed, index, screen, classify, plot, serve, "
+        "train, evaluate, merge.",
     )
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"])
     _common(p)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("serve", help="search service with a web page (JSON API + browser UI)")
+    p.add_argument("input", nargs="?", help=inp + ", or the output of `embed`")
+    _corpus_options(p)
+    add_serve_options(p)
+    _common(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("convert", help="official CLaSP checkpoint -> model folder")
     p.add_argument("ckpt", help="official Lightning checkpoint (.ckpt)")

@@ -212,3 +212,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluate_cli(args)
     print(f"wrote the report to {args.out}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve (--index DIR | --amcsd | INPUT) [--host H] [--port P]``: the search service."""
+    import sys
+
+    from matminer_clasp.cli.serve_options import check_port, structure_folder
+
+    try:
+        import uvicorn
+
+        from matminer_clasp.serve.app import create_app
+        from matminer_clasp.serve.service import ServeLimits
+    except ImportError as exc:
+        raise CliInputError(
+            f"serve needs the 'serve' extra ({exc.name} is missing): "
+            "pip install 'matminer-clasp[serve]'"
+        ) from None
+    check_port(args.host, args.port)  # before minutes of loading
+    index = corpus_index(args)
+    if index.model_hash is None and not args.index:  # embedded now, by --model
+        index.model_hash = model_hash(args.model)
+    structures, recursive = structure_folder(args)
+    app = create_app(
+        index, args.model, ServeLimits(max_k=args.max_k),
+        map_method=None if args.map == "none" else args.map, structures=structures,
+        recursive=recursive, amcsd_db=args.amcsd_db, threads=args.threads,
+        max_batch=args.max_batch,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: there is no authentication; anyone who can "
+              f"reach port {args.port} can search the index and read its CIFs", file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {len(index)} structures at http://{shown}:{args.port}/ "
+          f"(API docs at /docs; Ctrl-C stops)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
