@@ -311,7 +311,8 @@ class EmbeddingIndex:
         memory-mapped index never has to fit in RAM. ``backend="faiss"`` uses a ``faiss_index``
         of kind ``"flat"`` (exact), ``"hnsw"`` or ``"ivf"`` (approximate, for millions of rows),
         built on first use; ``faiss_options``: ``hnsw_m``, ``ef_construction``, ``ef_search``,
-        ``nlist``, ``nprobe``.
+        ``nlist`` (IVF default about ``4 sqrt(n)``), ``nprobe`` (IVF default
+        :data:`~matminer_clasp.search.DEFAULT_NPROBE`, 32, chosen on real embeddings).
         """
         q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
         k = min(int(top_k), len(self))

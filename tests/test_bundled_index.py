@@ -49,3 +49,22 @@ def test_shipped_vectors_are_what_the_shipped_weights_give(shipped):
     stored = np.asarray(shipped.embeddings[rows.to_numpy()], dtype=np.float32)
     cos = np.sum(fresh * stored, axis=1)
     assert cos.min() > 0.9995, f"shipped index out of step with the weights: min cos {cos.min()}"
+
+
+def test_default_ivf_settings_keep_text_query_recall_on_real_embeddings(shipped):
+    """The IVF defaults (nlist ~ 4 sqrt(n), nprobe 32) were chosen for text queries; check them
+    on the real AMCSD embeddings with the model's own text vectors (the hard, cross-modal case)."""
+    pytest.importorskip("faiss")
+    import faiss
+
+    from matminer_clasp.model.registry import get_text_model
+    from matminer_clasp.train.keywords import DEFAULT_KEYWORDS
+
+    faiss.omp_set_num_threads(1)
+    minerals = shipped.metadata["mineral"].dropna().unique()[::40].tolist()
+    q = get_text_model(None).encode_texts(list(DEFAULT_KEYWORDS) + minerals)
+    ix = EmbeddingIndex(np.asarray(shipped.embeddings, dtype=np.float32))
+    _, exact = ix.topk(q, 10)
+    _, approx = ix.topk(q, 10, backend="faiss", faiss_index="ivf")
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, exact)])
+    assert len(q) >= 40 and recall >= 0.95, recall
