@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 
 from matminer_clasp.config import WEIGHTS_NAME
 from matminer_clasp.model.clasp import ClaspModel
 from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
+from matminer_clasp.model.weights_check import check_tensors
 from matminer_clasp.train.state import load_trainer_state, save_trainer_state
 
 __all__ = [
@@ -115,7 +116,14 @@ def resume_folder(resume: bool | str | None, output_dir: Path) -> Path | None:
 
 
 def _load_weights(model: ClaspModel, folder: Path) -> None:
-    state = load_file(str(folder / WEIGHTS_NAME))
+    path = folder / WEIGHTS_NAME
+    with safe_open(str(path), framework="pt") as fh:
+        state = {key: fh.get_tensor(key) for key in fh.keys()}
+        metadata = fh.metadata()
+    expected = model.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    if not unknown:
+        check_tensors(path, state, expected, metadata)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(TEXT_ENCODER_PREFIX)]
     if missing or unexpected:
