@@ -244,9 +244,10 @@ class EmbeddingIndex:
 
     @classmethod
     def load(
-        cls, folder: str | os.PathLike[str], mmap: bool = True, model: Any = None
+        cls, folder: str | os.PathLike[str], mmap: bool = True, model: Any = None,
+        repair: bool = False,
     ) -> EmbeddingIndex:
-        """Read an index written by :meth:`save`.
+        """Read an index written by :meth:`save`, checking every file.
 
         Parameters
         ----------
@@ -257,19 +258,20 @@ class EmbeddingIndex:
             larger than memory can be searched.
         model
             Model for text queries; default: the one recorded in ``index.json``.
+        repair
+            Drop rows whose embedding is NaN / infinite / all zero (listed in :attr:`skipped`)
+            and re-normalise rows that are not unit vectors, in memory, instead of raising.
+
+        Raises
+        ------
+        IndexLoadError
+            A file is missing, unreadable or of the wrong shape, or rows are not finite unit
+            vectors; the message names the file (and the rows' ids). See
+            :func:`matminer_clasp.index_files.read_index_folder`.
         """
-        folder = Path(folder)
-        info_path = folder / "index.json"
-        if not info_path.is_file():
-            raise FileNotFoundError(f"{folder} is not an embedding index (no index.json)")
-        info = json.loads(info_path.read_text())
-        emb = np.load(folder / "embeddings.npy", mmap_mode="r" if mmap else None)
-        meta = pd.read_parquet(folder / "metadata.parquet")
-        if emb.ndim != 2 or len(emb) != info["count"] or emb.shape[1] != info["dim"]:
-            raise ValueError(
-                f"{folder}: embeddings.npy has shape {emb.shape}, index.json says "
-                f"{info['count']} x {info['dim']}"
-            )
+        from matminer_clasp.index_files import read_index_folder
+
+        info, emb, meta = read_index_folder(folder, mmap=mmap, repair=repair)
         if model is None and info.get("model") not in (None, "bundled") and not str(
             info["model"]
         ).startswith("<"):
@@ -313,6 +315,8 @@ class EmbeddingIndex:
         built on first use; ``faiss_options``: ``hnsw_m``, ``ef_construction``, ``ef_search``,
         ``nlist``, ``nprobe``.
         """
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
         k = min(int(top_k), len(self))
         if k < 1:

@@ -11,6 +11,7 @@ from matminer_clasp.cli.corpus import (
     amcsd_records,
     build_index,
     corpus_index,
+    input_status,
     load_cli_model,
     model_hash,
     read_records,
@@ -55,7 +56,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     warn_skipped(list(zip(table["id"][bad], errors[bad])), len(table), where="the 'error' column")
     print(f"embedded {len(table) - int(bad.sum())}/{len(table)} structures "
           f"({int(bad.sum())} errors, {int(pd.notna(notes).sum())} repaired) -> {args.out}")
-    return 0
+    return input_status(args, int(bad.sum()), len(table))
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -71,7 +72,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     index.model_hash = model_hash(args.model)
     index.save(args.out)
     print(f"indexed {len(index)} structures ({len(index.skipped)} skipped) -> {args.out}")
-    return 0
+    return input_status(args, *args.input_failures)
 
 
 def _print_table(frame: Any, columns: list[str]) -> None:
@@ -95,7 +96,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if args.csv:
         result.to_csv(args.csv, index=False)
     _print_table(result, ["id", "formula", "mineral", "title", "score", "rank"])
-    return 0
+    return input_status(args, *getattr(args, "input_failures", (0, 0)))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -144,7 +145,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.out:
         out.to_csv(args.out, index=False)
     _print_table(out, list(out.columns))
-    return 0
+    return input_status(args, int((~ok).sum()), len(records))
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -163,7 +164,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
                              model=args.model)
     fig.savefig(args.out, dpi=150, bbox_inches="tight")
     print(f"wrote {args.out}")
-    return 0
+    return input_status(args, *getattr(args, "input_failures", (0, 0)))
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
