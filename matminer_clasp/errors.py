@@ -60,6 +60,10 @@ class IndexLoadError(ClaspError, OSError):
     """
 
 
+class RunExistsError(ClaspError, FileExistsError):
+    """``train`` was pointed, without resuming, at a folder that already holds a run."""
+
+
 class CorruptWeightsError(ModelLoadError):
     """A tensor of ``model.safetensors`` is broken; the message names the file and the tensor.
 
@@ -79,4 +83,5 @@ __all__ = [
     "ConfigError",
     "IndexLoadError",
     "CorruptWeightsError",
+    "RunExistsError",
 ]

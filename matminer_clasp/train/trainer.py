@@ -33,6 +33,7 @@ from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model.clasp import ClaspModel
 from matminer_clasp.train.batches import CaptionIndex, PairDataset, collate_pairs, epoch_order
 from matminer_clasp.train.checkpoint import (
+    check_output_dir,
     restore_checkpoint,
     resume_folder,
     save_model,
@@ -87,6 +88,7 @@ class _Run:
                  model: ClaspModel | None, callbacks: Sequence[Callable[[dict], None]]) -> None:
         from matminer_clasp.train import data as data_module
 
+        check_output_dir(Path(cfg.output_dir), cfg.resume)  # before anything is written
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.owns_group = not (dist.is_available() and dist.is_initialized())
