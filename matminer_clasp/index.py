@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,8 @@ class EmbeddingIndex:
         """Write ``embeddings.npy``, ``metadata.parquet`` and ``index.json`` to ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "embeddings.npy", np.asarray(self.embeddings, dtype=self.dtype))
+        emb = np.ascontiguousarray(self.embeddings, dtype=self.dtype)
+        np.save(folder / "embeddings.npy", emb)
         meta = self.metadata.copy()
         for col in meta.columns:
             if meta[col].dtype == object and meta[col].map(type).nunique() > 1:
@@ -236,6 +238,7 @@ class EmbeddingIndex:
             "dtype": self.dtype,
             "count": len(self),
             "skipped": [[str(i), msg] for i, msg in self.skipped],
+            "embeddings_crc32": zlib.crc32(emb),  # lets load() skip re-checking every row
         }
         if self.model_hash is not None:
             info["model_hash"] = self.model_hash

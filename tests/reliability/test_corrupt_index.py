@@ -154,3 +154,23 @@ def test_shipped_fp16_index_passes_quickly():
     elapsed = time.perf_counter() - start
     assert index.dtype == "float16" and len(index) > 9000
     assert elapsed < 2.0  # parquet + checks; the row check itself is ~20 ms
+
+
+def test_plausible_overwrite_fails_the_checksum(tmp_path):
+    folder = _index(tmp_path)
+    _edit_rows(folder, lambda e: e.__setitem__(0, e[5]))  # still a unit vector, but not s0's
+    with pytest.raises(IndexLoadError, match="does not match the checksum in index.json"):
+        EmbeddingIndex.load(folder)
+    with pytest.warns(UserWarning, match="accepting"):
+        assert len(EmbeddingIndex.load(folder, repair=True)) == 6
+
+
+def test_index_without_checksum_is_row_checked(tmp_path):
+    folder = _index(tmp_path)
+    info = json.loads((folder / "index.json").read_text())
+    del info["embeddings_crc32"]  # as written before checksums existed
+    (folder / "index.json").write_text(json.dumps(info))
+    assert len(EmbeddingIndex.load(folder)) == 6
+    _edit_rows(folder, lambda e: e.__setitem__(4, np.inf))
+    with pytest.raises(IndexLoadError, match="ids \\['s4'\\]"):
+        EmbeddingIndex.load(folder)
