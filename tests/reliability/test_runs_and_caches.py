@@ -239,3 +239,26 @@ def test_cli_does_not_unpickle_inputs(tmp_path, rel_model_dir, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "error: none of the 1 inputs" in err  # not a structure file either
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", ['{"amcsd-1": 3}', "[1, 2]", "\xff not json"])
+def test_damaged_amcsd_and_keyword_caches_are_rebuilt(tmp_path, monkeypatch, content):
+    from matminer_clasp.train import amcsd
+    from matminer_clasp.train.captions import keyword_captions
+
+    db = tmp_path / "amcsd.db"
+    db.write_text("stand-in for the SQLite file")
+    cache_file = amcsd._entries_cache_file(db, tmp_path / "cache")
+    cache_file.parent.mkdir(parents=True)
+    cache_file.write_text(content)
+    fresh = [{"id": "amcsd-1", "amcsd_id": 1, "cif": None}]
+    monkeypatch.setattr(amcsd, "_read_with_larixite", lambda *a: fresh)
+    assert amcsd.read_amcsd_entries(db, cache_dir=tmp_path / "cache") == fresh
+    assert json.loads(cache_file.read_text()) == fresh
+    assert [p.name for p in cache_file.parent.iterdir()] == [cache_file.name]
+
+    keywords = tmp_path / "keywords.json"
+    keywords.write_text(content)
+    got = keyword_captions(["a garnet"], lambda titles: [["garnet"] for _ in titles], keywords)
+    assert got == ["garnet"]
+    assert list(json.loads(keywords.read_text()).values()) == [["garnet"]]
