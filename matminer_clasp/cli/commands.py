@@ -10,6 +10,7 @@ from matminer_clasp.cli.corpus import (
     CliInputError,
     amcsd_records,
     build_index,
+    check_output_folder,
     corpus_index,
     input_status,
     load_cli_model,
@@ -61,6 +62,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """``index (INPUT | --amcsd) --out DIR``."""
+    check_output_folder(args.out, "index", rewritable="index.json")
     model = load_cli_model(args)
     if args.amcsd:
         records = amcsd_records(args)
@@ -171,6 +173,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """``convert CKPT OUT_DIR``."""
     from matminer_clasp.convert import convert_official_checkpoint
 
+    check_output_folder(args.out_dir, "converted model")
     kwargs = {"tokenizer": args.tokenizer}
     if args.text_model:
         kwargs["text_model"] = args.text_model
@@ -185,6 +188,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     if len(args.models) < 2:
         raise CliInputError(f"merge needs at least 2 member models, got {len(args.models)}")
+    check_output_folder(args.out_dir, "merged model")
     members = [ClaspModel.from_pretrained(m) for m in args.models]
     merged = merge_models(members)
     merged.save_pretrained(args.out_dir)

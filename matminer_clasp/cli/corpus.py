@@ -51,6 +51,27 @@ def input_status(args: argparse.Namespace, failed: int, total: int) -> int:
     return 0
 
 
+def check_output_folder(
+    path: str | os.PathLike[str], what: str, rewritable: str | None = None
+) -> None:
+    """Refuse to write ``what`` into a folder that holds something else (never overwrite).
+
+    ``rewritable`` names a file that marks a folder this command may rewrite (``index.json``:
+    re-running ``index --out DIR`` is how an index is rebuilt).
+    """
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise CliInputError(f"{folder} exists and is not a folder; choose another place for "
+                            f"the {what}")
+    if rewritable is not None and (folder / rewritable).is_file():
+        return
+    if any(folder.iterdir()):
+        raise CliInputError(f"{folder} is not empty: refusing to write the {what} over its files "
+                            "(remove them or choose another folder)")
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1 (``--top-k``)."""
     try:

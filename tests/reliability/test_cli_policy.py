@@ -134,3 +134,18 @@ def test_unexpected_errors_are_one_line_too(monkeypatch, capsys, tmp_path):
     assert code == 2
     assert err == ("error: IndexError: list index out of range (rerun with --traceback for "
                    "details)\n")
+
+
+@pytest.mark.parametrize("command", ["convert", "merge", "index"])
+def test_outputs_never_overwrite_a_users_folder(command, tmp_path, rel_model_dir, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("months of work")
+    argv = {
+        "convert": ["convert", tmp_path / "x.ckpt", out],
+        "merge": ["merge", out, rel_model_dir, rel_model_dir],
+        "index": ["index", tmp_path, "--out", out, "--model", rel_model_dir],
+    }[command]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and f"{out} is not empty: refusing" in err
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
