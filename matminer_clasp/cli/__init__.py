@@ -2,7 +2,9 @@
 
 Every command is thin: it parses options, reads the input (a CIF folder, or a parquet / JSON /
 JSONL / CSV table with a ``structure`` column), calls the Python API and prints or writes the
-result. Bad input ends with one line, ``error: ...``, and exit status 2.
+result. Inputs that cannot be read or embedded are skipped and reported. Exit status: 0 success,
+1 every input failed (or any did, with ``--strict``), 2 bad usage or an unusable file; an error
+is one line, ``error: ...`` (``--traceback`` shows the traceback).
 
 The common case, ``matminer-clasp screen "garnet" --amcsd --top-k 10``, embeds the American
 Mineralogist Crystal Structure Database once and caches the index under

@@ -174,3 +174,13 @@ def test_index_without_checksum_is_row_checked(tmp_path):
     _edit_rows(folder, lambda e: e.__setitem__(4, np.inf))
     with pytest.raises(IndexLoadError, match="ids \\['s4'\\]"):
         EmbeddingIndex.load(folder)
+
+
+def test_damaged_shipped_index_says_reinstall(tmp_path, monkeypatch):
+    from matminer_clasp.cli import corpus
+
+    folder = _index(tmp_path)
+    _edit_rows(folder, lambda e: e.__setitem__(0, np.nan))
+    monkeypatch.setattr(corpus, "BUNDLED_AMCSD_INDEX", folder)
+    with pytest.raises(IndexLoadError, match="shipped with matminer-clasp is damaged.*reinstall"):
+        corpus.bundled_amcsd_index("any")
