@@ -54,7 +54,7 @@ def _type_problem(name: str, value: Any) -> str | None:
     elif name in _FLOAT_RANGE or name in ("logit_scale", "logit_bias"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"ClaspConfig.{name} must be a number, got {_describe(value)}"
-        if not math.isfinite(value):
+        if name in _FLOAT_RANGE and not math.isfinite(value):  # logits: _check_logits
             return f"ClaspConfig.{name} must be finite, got {value}"
     elif name in _STR_FIELDS:
         if not isinstance(value, str):
