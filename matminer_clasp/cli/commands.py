@@ -15,6 +15,7 @@ from matminer_clasp.cli.corpus import (
     input_status,
     load_cli_model,
     model_hash,
+    publish_index,
     read_records,
     warn_skipped,
 )
@@ -72,7 +73,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise CliInputError("give an INPUT path or --amcsd")
     index = build_index(records, args, model)
     index.model_hash = model_hash(args.model)
-    index.save(args.out)
+    publish_index(index, Path(args.out).expanduser(), replace=True)  # never half an index
     print(f"indexed {len(index)} structures ({len(index.skipped)} skipped) -> {args.out}")
     return input_status(args, *args.input_failures)
 

@@ -147,3 +147,15 @@ def test_outputs_never_overwrite_a_users_folder(command, tmp_path, rel_model_dir
     code, _, err = run(argv, capsys)
     assert code == 2 and f"{out} is not empty: refusing" in err
     assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+
+
+def test_index_rebuild_in_place_is_atomic(folders, rel_model_dir, tmp_path, capsys):
+    from matminer_clasp.index import EmbeddingIndex
+
+    mixed, _ = folders
+    out = tmp_path / "ix"
+    for _ in range(2):  # the second run rebuilds the index folder it wrote
+        code, _, err = run(["index", mixed, "--out", out, "--model", rel_model_dir], capsys)
+        assert code == 0, err
+    assert sorted(EmbeddingIndex.load(out).metadata["id"]) == ["cu", "nacl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ix"]  # no temporary or old folder left
