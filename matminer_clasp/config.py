@@ -138,28 +138,16 @@ class ClaspConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        checks = [
-            ("cell", self.cell, _CELLS),
-            ("crystal_encoder", self.crystal_encoder, _CRYSTAL_ENCODERS),
-            ("text_pooling", self.text_pooling, _POOLINGS),
-            ("text_weights", self.text_weights, _TEXT_WEIGHTS),
-        ]
-        for name, value, allowed in checks:
-            if value not in allowed:
-                raise ValueError(f"ClaspConfig.{name}={value!r}; expected one of {allowed}")
+        from matminer_clasp.config_checks import check_fields
+
+        check_fields(self, {"cell": _CELLS, "crystal_encoder": _CRYSTAL_ENCODERS,
+                            "text_pooling": _POOLINGS, "text_weights": _TEXT_WEIGHTS})
         expected_nbr = int(round(self.radius / self.gaussian_step)) + 1
         if self.nbr_fea_len != expected_nbr:
             raise ValueError(
                 f"ClaspConfig.nbr_fea_len={self.nbr_fea_len} does not match radius/gaussian_step "
                 f"({self.radius}/{self.gaussian_step} gives {expected_nbr} Gaussians)"
             )
-        if not 0.0 <= float(self.graph_dropout) < 1.0:
-            raise ValueError(
-                f"ClaspConfig.graph_dropout must be in [0, 1), got {self.graph_dropout}"
-            )
-        for name in ("max_num_nbr", "max_sites", "embedding_dim", "max_length", "n_conv"):
-            if int(getattr(self, name)) < (0 if name == "n_conv" else 1):
-                raise ValueError(f"ClaspConfig.{name} must be positive, got {getattr(self, name)}")
         self._check_logits()
         if self.members is not None:
             self.member_configs()  # validates the members
@@ -248,6 +236,9 @@ class ClaspConfig:
         if not path.is_file():
             raise ModelLoadError(f"{path} not found: a CLaSP model folder needs a {CONFIG_NAME}")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            return cls.from_dict(data)
+        except (json.JSONDecodeError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{path} is not a valid CLaSP config: {exc}") from exc

@@ -100,15 +100,19 @@ def _read_state_dict(ckpt_path: Path) -> dict[str, torch.Tensor]:
     try:
         allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
         with allow(_SAFE_TYPES) if allow is not None else contextlib.nullcontext():
-            obj = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+            with warnings.catch_warnings():  # torch warns about odd pickle protocols
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises anything on garbage; one message
+        reason = _load_failure(exc)
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            raise CheckpointConversionError(
+                f"{ckpt_path} holds objects that are not allowed in a weights-only load "
+                f"({reason}); re-save just its 'state_dict' with torch.save and convert that file"
+            ) from exc
         raise CheckpointConversionError(
-            f"{ckpt_path} holds objects that are not allowed in a weights-only load ({exc}); "
-            "re-save just its 'state_dict' with torch.save and convert that file"
-        ) from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise CheckpointConversionError(
-            f"{ckpt_path} is not a readable PyTorch checkpoint: {exc}"
+            f"{ckpt_path} is not a readable PyTorch checkpoint (empty, truncated or another "
+            f"format: {reason})"
         ) from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
@@ -125,6 +129,17 @@ def _read_state_dict(ckpt_path: Path) -> dict[str, torch.Tensor]:
         k: v for k, v in obj.items()
         if not (k.startswith(OFFICIAL_BERT_PREFIX) and k.endswith(_DROPPED_SUFFIXES))
     }
+
+
+def _load_failure(exc: BaseException) -> str:
+    """The informative last line of a ``torch.load`` error (its first lines are boilerplate)."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text[text.index(marker) + len(marker):]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0][:200] if lines else ""
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
 def bert_config_from_state(state: Mapping[str, torch.Tensor], prefix: str = "") -> BertConfig:

@@ -40,6 +40,37 @@ class DatasetError(ClaspError, ValueError):
     """A training corpus cannot be read (missing columns, no usable pairs, bad file)."""
 
 
+class ConfigError(ClaspError, ValueError):
+    """Fields of a :class:`~matminer_clasp.config.ClaspConfig` have the wrong type or range.
+
+    Every bad field is reported at once: ``problems`` maps each field name to its message, and
+    the message joins them with ``"; "`` (one line).
+    """
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(self.problems.values()))
+
+
+class IndexLoadError(ClaspError, OSError):
+    """An index folder's files are missing, unreadable or hold bad vectors (NaN, zero, not unit).
+
+    The message names the file; ``EmbeddingIndex.load(folder, repair=True)`` (CLI ``--repair``)
+    drops or re-normalises the bad rows, and rebuilding the index replaces it.
+    """
+
+
+class RunExistsError(ClaspError, FileExistsError):
+    """``train`` was pointed, without resuming, at a folder that already holds a run."""
+
+
+class CorruptWeightsError(ModelLoadError):
+    """A tensor of ``model.safetensors`` is broken; the message names the file and the tensor.
+
+    Not finite, implausibly large, of the wrong dtype, or failing its stored checksum.
+    """
+
+
 __all__ = [
     "ClaspError",
     "InvalidStructureError",
@@ -49,4 +80,8 @@ __all__ = [
     "ModelLoadError",
     "CheckpointConversionError",
     "DatasetError",
+    "ConfigError",
+    "IndexLoadError",
+    "CorruptWeightsError",
+    "RunExistsError",
 ]

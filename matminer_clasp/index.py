@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,8 @@ class EmbeddingIndex:
         """Write ``embeddings.npy``, ``metadata.parquet`` and ``index.json`` to ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "embeddings.npy", np.asarray(self.embeddings, dtype=self.dtype))
+        emb = np.ascontiguousarray(self.embeddings, dtype=self.dtype)
+        np.save(folder / "embeddings.npy", emb)
         meta = self.metadata.copy()
         for col in meta.columns:
             if meta[col].dtype == object and meta[col].map(type).nunique() > 1:
@@ -236,6 +238,7 @@ class EmbeddingIndex:
             "dtype": self.dtype,
             "count": len(self),
             "skipped": [[str(i), msg] for i, msg in self.skipped],
+            "embeddings_crc32": zlib.crc32(emb),  # lets load() skip re-checking every row
         }
         if self.model_hash is not None:
             info["model_hash"] = self.model_hash
@@ -244,9 +247,10 @@ class EmbeddingIndex:
 
     @classmethod
     def load(
-        cls, folder: str | os.PathLike[str], mmap: bool = True, model: Any = None
+        cls, folder: str | os.PathLike[str], mmap: bool = True, model: Any = None,
+        repair: bool = False,
     ) -> EmbeddingIndex:
-        """Read an index written by :meth:`save`.
+        """Read an index written by :meth:`save`, checking every file.
 
         Parameters
         ----------
@@ -257,19 +261,20 @@ class EmbeddingIndex:
             larger than memory can be searched.
         model
             Model for text queries; default: the one recorded in ``index.json``.
+        repair
+            Drop rows whose embedding is NaN / infinite / all zero (listed in :attr:`skipped`)
+            and re-normalise rows that are not unit vectors, in memory, instead of raising.
+
+        Raises
+        ------
+        IndexLoadError
+            A file is missing, unreadable or of the wrong shape, or rows are not finite unit
+            vectors; the message names the file (and the rows' ids). See
+            :func:`matminer_clasp.index_files.read_index_folder`.
         """
-        folder = Path(folder)
-        info_path = folder / "index.json"
-        if not info_path.is_file():
-            raise FileNotFoundError(f"{folder} is not an embedding index (no index.json)")
-        info = json.loads(info_path.read_text())
-        emb = np.load(folder / "embeddings.npy", mmap_mode="r" if mmap else None)
-        meta = pd.read_parquet(folder / "metadata.parquet")
-        if emb.ndim != 2 or len(emb) != info["count"] or emb.shape[1] != info["dim"]:
-            raise ValueError(
-                f"{folder}: embeddings.npy has shape {emb.shape}, index.json says "
-                f"{info['count']} x {info['dim']}"
-            )
+        from matminer_clasp.index_files import read_index_folder
+
+        info, emb, meta = read_index_folder(folder, mmap=mmap, repair=repair)
         if model is None and info.get("model") not in (None, "bundled") and not str(
             info["model"]
         ).startswith("<"):
@@ -314,6 +319,8 @@ class EmbeddingIndex:
         ``nlist`` (IVF default about ``4 sqrt(n)``), ``nprobe`` (IVF default
         :data:`~matminer_clasp.search.DEFAULT_NPROBE`, 32, chosen on real embeddings).
         """
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
         k = min(int(top_k), len(self))
         if k < 1:

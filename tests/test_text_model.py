@@ -17,7 +17,7 @@ TEXTS = [
     "spinel " * 200,  # truncated
     "Überstruktur des Feldspats: é, ñ, ü and 水晶",
     "a",
-    "  padded   with   spaces  ",
+    "  the   spinel   structure  ",  # runs of spaces
 ]
 
 

@@ -2,7 +2,9 @@
 
 Every command is thin: it parses options, reads the input (a CIF folder, or a parquet / JSON /
 JSONL / CSV table with a ``structure`` column), calls the Python API and prints or writes the
-result. Bad input ends with one line, ``error: ...``, and exit status 2.
+result. Inputs that cannot be read or embedded are skipped and reported. Exit status: 0 success,
+1 every input failed (or any did, with ``--strict``), 2 bad usage or an unusable file; an error
+is one line, ``error: ...`` (``--traceback`` shows the traceback).
 
 The common case, ``matminer-clasp screen "garnet" --amcsd --top-k 10``, embeds the American
 Mineralogist Crystal Structure Database once and caches the index under
@@ -32,6 +34,7 @@ from matminer_clasp.cli.corpus import (
     cache_dir,
     model_hash,
     parse_shard,
+    positive_int,
     read_records,
 )
 from matminer_clasp.cli.serve_options import add_serve_options
@@ -47,6 +50,9 @@ def _common(p: argparse.ArgumentParser, batch: bool = True) -> None:
     if any(a.dest == "input" for a in p._actions):
         p.add_argument("--recursive", action="store_true",
                        help="also read the sub-folders of an INPUT folder")
+        p.add_argument("--strict", action="store_true",
+                       help="exit with status 1 if any input is skipped (default: report and "
+                       "go on; status 1 only when every input fails)")
 
 
 def _amcsd_options(p: argparse.ArgumentParser) -> None:
@@ -61,6 +67,9 @@ def _corpus_options(p: argparse.ArgumentParser) -> None:
                    help="the AMCSD mineral database (embedded once, then cached)")
     _amcsd_options(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed AMCSD even if cached")
+    p.add_argument("--repair", action="store_true",
+                   help="load an --index whose embeddings.npy has NaN, zero or non-unit rows by "
+                   "dropping or re-normalising them (in memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help='text, e.g. "garnet" or "ferroelectric perovskite"')
     p.add_argument("input", nargs="?", help=inp + ", or the output of `embed`")
     _corpus_options(p)
-    p.add_argument("--top-k", type=int, default=10, help="rows to show (default 10)")
+    p.add_argument("--top-k", type=positive_int, default=10,
+                   help="rows to show, at least 1 (default 10)")
     p.add_argument("--csv", metavar="OUT", help="also write the ranking to a CSV file")
     _common(p)
     p.set_defaults(func=cmd_screen)
@@ -159,17 +169,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit statuses of every command (docs/troubleshooting.md lists them too).
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for ``exc``: its message's first line; unexpected types are named."""
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and exc.args:
+        text = f"missing key {exc.args[0]!r}"
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, (ClaspError, ValueError, OSError, KeyError, ImportError)) and first:
+        return first
+    return f"{type(exc).__name__}: {first} (rerun with --traceback for details)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``matminer-clasp``; returns the exit status (2 for bad input)."""
+    """Entry point of ``matminer-clasp``; returns the exit status.
+
+    0: success (inputs that could not be used are skipped and reported on stderr); 1: every
+    input failed, or some did under ``--strict``; 2: bad usage, or an input, file or model
+    that cannot be used. Errors are one ``error: ...`` line on stderr; ``--traceback`` shows
+    the traceback instead.
+    """
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (ClaspError, ValueError, OSError, KeyError, ImportError) as exc:
+        return int(args.func(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every error path ends in one line
         if args.traceback:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
 
 
 

@@ -10,9 +10,12 @@ from matminer_clasp.cli.corpus import (
     CliInputError,
     amcsd_records,
     build_index,
+    check_output_folder,
     corpus_index,
+    input_status,
     load_cli_model,
     model_hash,
+    publish_index,
     read_records,
     warn_skipped,
 )
@@ -55,11 +58,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     warn_skipped(list(zip(table["id"][bad], errors[bad])), len(table), where="the 'error' column")
     print(f"embedded {len(table) - int(bad.sum())}/{len(table)} structures "
           f"({int(bad.sum())} errors, {int(pd.notna(notes).sum())} repaired) -> {args.out}")
-    return 0
+    return input_status(args, int(bad.sum()), len(table))
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     """``index (INPUT | --amcsd) --out DIR``."""
+    check_output_folder(args.out, "index", rewritable="index.json")
     model = load_cli_model(args)
     if args.amcsd:
         records = amcsd_records(args)
@@ -69,9 +73,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise CliInputError("give an INPUT path or --amcsd")
     index = build_index(records, args, model)
     index.model_hash = model_hash(args.model)
-    index.save(args.out)
+    publish_index(index, Path(args.out).expanduser(), replace=True)  # never half an index
     print(f"indexed {len(index)} structures ({len(index.skipped)} skipped) -> {args.out}")
-    return 0
+    return input_status(args, *args.input_failures)
 
 
 def _print_table(frame: Any, columns: list[str]) -> None:
@@ -95,7 +99,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if args.csv:
         result.to_csv(args.csv, index=False)
     _print_table(result, ["id", "formula", "mineral", "title", "score", "rank"])
-    return 0
+    return input_status(args, *getattr(args, "input_failures", (0, 0)))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -144,7 +148,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.out:
         out.to_csv(args.out, index=False)
     _print_table(out, list(out.columns))
-    return 0
+    return input_status(args, int((~ok).sum()), len(records))
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -163,13 +167,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
                              model=args.model)
     fig.savefig(args.out, dpi=150, bbox_inches="tight")
     print(f"wrote {args.out}")
-    return 0
+    return input_status(args, *getattr(args, "input_failures", (0, 0)))
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """``convert CKPT OUT_DIR``."""
     from matminer_clasp.convert import convert_official_checkpoint
 
+    check_output_folder(args.out_dir, "converted model")
     kwargs = {"tokenizer": args.tokenizer}
     if args.text_model:
         kwargs["text_model"] = args.text_model
@@ -184,6 +189,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     if len(args.models) < 2:
         raise CliInputError(f"merge needs at least 2 member models, got {len(args.models)}")
+    check_output_folder(args.out_dir, "merged model")
     members = [ClaspModel.from_pretrained(m) for m in args.models]
     merged = merge_models(members)
     merged.save_pretrained(args.out_dir)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from matminer_clasp.errors import InputError
+from matminer_clasp.errors import IndexLoadError, InputError
 
 #: The AMCSD index of the bundled default model, shipped with the package.
 BUNDLED_AMCSD_INDEX = Path(__file__).resolve().parent.parent / "pretrained" / "amcsd-index"
@@ -27,7 +26,61 @@ EMBEDDING_TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
 
 
 class CliInputError(InputError):
-    """An input path, option or table the command cannot use."""
+    """An input path, option or table the command cannot use (exit status 2)."""
+
+
+class InputsFailedError(CliInputError):
+    """Every input failed, or some did under ``--strict`` (exit status 1)."""
+
+    exit_code = 1
+
+
+def input_status(args: argparse.Namespace, failed: int, total: int) -> int:
+    """The exit status of a command over ``total`` inputs of which ``failed`` were skipped.
+
+    0 when all were used, or some were skipped without ``--strict``; 1 (with an ``error:`` line)
+    when all failed, or some did under ``--strict``.
+    """
+    if total and failed == total:
+        print(f"error: none of the {total} inputs could be used (see the reasons above)",
+              file=sys.stderr)
+        return 1
+    if failed and getattr(args, "strict", False):
+        print(f"error: {failed} of {total} inputs failed (--strict)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_output_folder(
+    path: str | os.PathLike[str], what: str, rewritable: str | None = None
+) -> None:
+    """Refuse to write ``what`` into a folder that holds something else (never overwrite).
+
+    ``rewritable`` names a file that marks a folder this command may rewrite (``index.json``:
+    re-running ``index --out DIR`` is how an index is rebuilt).
+    """
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise CliInputError(f"{folder} exists and is not a folder; choose another place for "
+                            f"the {what}")
+    if rewritable is not None and (folder / rewritable).is_file():
+        return
+    if any(folder.iterdir()):
+        raise CliInputError(f"{folder} is not empty: refusing to write the {what} over its files "
+                            "(remove them or choose another folder)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--top-k``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def read_records(
@@ -135,8 +188,9 @@ def build_index(records: Any, args: argparse.Namespace, model: Any) -> Any:
         index.skipped
     )
     warn_skipped(index.skipped, len(records))
+    args.input_failures = (len(index.skipped), len(records))
     if not len(index):
-        raise CliInputError("no structure could be embedded")
+        raise InputsFailedError(f"none of the {len(records)} structures could be embedded")
     index.model = args.model  # record the name, not the loaded instance
     return index
 
@@ -179,16 +233,37 @@ def amcsd_index(args: argparse.Namespace, model: Any = None) -> Any:
             return bundled
     limit = f"-first{args.amcsd_limit}" if args.amcsd_limit else ""
     folder = cache_dir() / f"amcsd-index-{digest}{limit}"
-    if (folder / "index.json").is_file() and not getattr(args, "rebuild", False):
-        return EmbeddingIndex.load(folder)
+    rebuild = bool(getattr(args, "rebuild", False))
+    if (folder / "index.json").is_file() and not rebuild:
+        try:
+            return EmbeddingIndex.load(folder)
+        except IndexLoadError as exc:  # a cache: rebuilt, never trusted
+            print(f"warning: the cached AMCSD index is damaged ({exc}); rebuilding it",
+                  file=sys.stderr)
+            rebuild = True
     print(f"embedding AMCSD once; the index is cached in {folder}", file=sys.stderr)
     index = build_index(amcsd_records(args), args, model or load_cli_model(args))
     index.model_hash = digest
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    index.save(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    publish_index(index, folder, replace=rebuild)
     return EmbeddingIndex.load(folder)
+
+
+def publish_index(index: Any, folder: Path, replace: bool = False) -> bool:
+    """Save ``index`` into a private temporary folder and rename it to ``folder`` atomically.
+
+    Another process that published ``folder`` first wins (unless ``replace``); ``False`` then.
+    """
+    from matminer_clasp.atomic import publish_folder, temp_folder_for
+
+    tmp = temp_folder_for(folder)
+    try:
+        index.save(tmp)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return publish_folder(tmp, folder, replace=replace)
 
 
 def bundled_amcsd_index(digest: str) -> Any:
@@ -198,7 +273,13 @@ def bundled_amcsd_index(digest: str) -> Any:
     info = BUNDLED_AMCSD_INDEX / "index.json"
     if not info.is_file():
         return None
-    index = EmbeddingIndex.load(BUNDLED_AMCSD_INDEX)
+    try:
+        index = EmbeddingIndex.load(BUNDLED_AMCSD_INDEX)
+    except IndexLoadError as exc:
+        raise IndexLoadError(
+            f"the AMCSD index shipped with matminer-clasp is damaged ({exc}); reinstall "
+            "matminer-clasp, or pass --rebuild to embed AMCSD into the cache instead"
+        ) from exc
     return index if index.model_hash == digest else None
 
 
@@ -213,7 +294,7 @@ def corpus_index(args: argparse.Namespace, model: Any = None) -> Any:
     from matminer_clasp.index import EmbeddingIndex
 
     if getattr(args, "index", None):
-        return EmbeddingIndex.load(args.index)
+        return EmbeddingIndex.load(args.index, repair=getattr(args, "repair", False))
     if getattr(args, "amcsd", False):
         return amcsd_index(args, model)
     if not getattr(args, "input", None):

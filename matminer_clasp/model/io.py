@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from matminer_clasp.config import WEIGHTS_NAME, ClaspConfig
 from matminer_clasp.errors import ModelLoadError
 from matminer_clasp.hub import resolve_model_folder, resolve_text_model
+from matminer_clasp.model.weights_check import CHECKSUM_KEY, check_tensors, tensor_checksums
 
 if TYPE_CHECKING:
     from matminer_clasp.model.clasp import ClaspModel
@@ -119,7 +120,7 @@ def _load_folder(
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelLoadError(f"{weights} not found: the model folder has no weights")
-    state = _read_weights(weights, prefix)
+    state, metadata = _read_weights(weights, prefix)
     tokenizer_dir = None
     if config.text_weights != "external":
         tokenizer_dir = folder / TOKENIZER_DIR
@@ -139,7 +140,8 @@ def _load_folder(
         raise ModelLoadError(
             f"could not build the text encoder or tokenizer of {folder}: {exc}"
         ) from exc
-    _load_state(model, state, weights, external_text=config.text_weights == "external")
+    _load_state(model, state, weights, external_text=config.text_weights == "external",
+                metadata=metadata)
     model.eval()
     if device is not None:
         model.to(device)
@@ -155,14 +157,15 @@ def _from_transformers(model_class: type, config: ClaspConfig, tokenizer_dir: Pa
     return model_class(config, tokenizer=AutoTokenizer.from_pretrained(str(tokenizer_dir)))
 
 
-def _read_weights(path: Path, prefix: str | None) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file (only those whose key starts with ``prefix``)."""
+def _read_weights(
+    path: Path, prefix: str | None
+) -> tuple[dict[str, torch.Tensor], dict[str, str] | None]:
+    """The tensors of a safetensors file (those whose key starts with ``prefix``), metadata."""
     try:
-        if prefix is None:
-            return load_file(path)
         with safe_open(path, framework="pt") as fh:
-            return {key: fh.get_tensor(key) for key in fh.keys() if key.startswith(prefix)}
-    except (SafetensorError, OSError, ValueError) as exc:
+            keys = [k for k in fh.keys() if prefix is None or k.startswith(prefix)]
+            return {key: fh.get_tensor(key) for key in keys}, fh.metadata()
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(
             f"{path} is not a readable safetensors file ({exc}); re-download or re-save it"
         ) from exc
@@ -173,6 +176,7 @@ def _load_state(
     state: dict[str, torch.Tensor],
     path: Path,
     external_text: bool,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     expected = model.state_dict()
     if external_text:
@@ -191,6 +195,7 @@ def _load_state(
                 f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, but config.json implies "
                 f"{tuple(expected[key].shape)}"
             )
+    check_tensors(path, state, expected, metadata)
     model.load_state_dict(state, strict=not external_text)
 
 
@@ -231,7 +236,8 @@ def save_model(
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         state[key] = tensor.contiguous()
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(state, str(folder / WEIGHTS_NAME),
+              metadata={"format": "pt", CHECKSUM_KEY: tensor_checksums(state)})
     config.save(folder)
     if not external:
         model.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))

@@ -24,9 +24,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
-from matminer_clasp.errors import InvalidTextError
+from matminer_clasp.errors import EncodingError, InvalidTextError
 from matminer_clasp.hub import resolve_text_model
 from matminer_clasp.model.text import TextTower
+from matminer_clasp.model.text_checks import check_text, content_free_ids, empty_token_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,15 +36,6 @@ if TYPE_CHECKING:
 
 #: Prefix of the text tower's tensors in ``model.safetensors``.
 TEXT_TOWER_PREFIX = "text_tower."
-
-
-def check_text(text: Any, index: int | None = None) -> None:
-    """Raise :class:`InvalidTextError` unless ``text`` is a non-blank string."""
-    where = "" if index is None else f"text {index}: "
-    if not isinstance(text, str):
-        raise InvalidTextError(f"{where}expected a string, got {type(text).__name__}")
-    if not text.strip():
-        raise InvalidTextError(f"{where}the text is empty or whitespace only")
 
 
 def want_progress_bar(flag: bool | None, n: int | None, batch_size: int) -> bool:
@@ -157,6 +149,7 @@ class TextEncodingMixin:
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 tokens = self.tokenize([texts[i] for i in idx]).to(device)
+                self._check_tokens(tokens, idx, texts)
                 emb = self.embed_tokens(
                     tokens["input_ids"], tokens["attention_mask"], normalize_embeddings
                 )
@@ -165,7 +158,26 @@ class TextEncodingMixin:
         finally:
             bar.close()
             module.train(was_training)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            raise EncodingError(
+                f"the model returned NaN or infinity for texts {np.flatnonzero(bad)[:5].tolist()}"
+                "; its weights are broken: re-download or re-save the model"
+            )
         return out
+
+    def _check_tokens(self, tokens: Any, idx: np.ndarray, texts: list[str]) -> None:
+        """Refuse texts the tokenizer turned into framing and ``[UNK]`` tokens only."""
+        free = getattr(self, "_content_free_ids", None)
+        if free is None:
+            free = self._content_free_ids = content_free_ids(self.tokenizer)
+        rows = empty_token_rows(tokens["input_ids"], tokens["attention_mask"], free)
+        if rows:
+            i = int(min(idx[r] for r in rows))
+            raise InvalidTextError(
+                f"text {i}: the tokenizer knows none of its characters (only unknown tokens: "
+                f"{texts[i][:20]!r}); write it with words"
+            )
 
 
 class ClaspTextModel(TextEncodingMixin, nn.Module):

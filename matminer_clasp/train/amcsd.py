@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from matminer_clasp.atomic import write_file_atomic
 from matminer_clasp.structures.composition import OPTIONAL_ELEMENTS, check_composition
 
 logger = logging.getLogger(__name__)
@@ -75,15 +76,17 @@ def read_amcsd_entries(db_path: str | os.PathLike[str] | None = None,
         cache_file = _entries_cache_file(db_path, Path(cache_dir))
         if cache_file is not None and cache_file.is_file():
             try:
-                return json.loads(cache_file.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+                cached = json.loads(cache_file.read_text())
+                if not isinstance(cached, list) or not all(
+                    isinstance(e, dict) and "id" in e for e in cached
+                ):
+                    raise ValueError("not a list of entries")
+                return cached
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
                 logger.warning("ignoring unreadable AMCSD cache %s (%s)", cache_file, exc)
     entries = _read_with_larixite(db_path, max_items, ids)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(entries))
-        os.replace(tmp, cache_file)
+        write_file_atomic(cache_file, json.dumps(entries))
     return entries
 
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from matminer_clasp.atomic import write_file_atomic
+
 logger = logging.getLogger(__name__)
 
 #: Keywords the official fine-tuning loader drops (case-insensitive exact match).
@@ -404,7 +406,13 @@ def keyword_captions(titles: Sequence[str], extractor: KeywordExtractor | str,
     if path is not None and path.is_file():
         try:
             cache = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            if not isinstance(cache, dict) or not all(
+                isinstance(v, list) and all(isinstance(k, str) for k in v)
+                for v in cache.values()
+            ):
+                raise ValueError("not a mapping of title hashes to keyword lists")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            cache = {}
             logger.warning("ignoring unreadable keyword cache %s (%s)", path, exc)
     keys = [_title_key(t) for t in titles]
     todo: dict[str, str] = {}
@@ -417,8 +425,5 @@ def keyword_captions(titles: Sequence[str], extractor: KeywordExtractor | str,
         for key, kws in zip(todo, found):
             cache[key] = filter_keywords(kws)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(cache, ensure_ascii=False))
-            os.replace(tmp, path)
+            write_file_atomic(path, json.dumps(cache, ensure_ascii=False))
     return [", ".join(cache[key]) for key in keys]

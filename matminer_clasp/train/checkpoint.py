@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 
 from matminer_clasp.config import WEIGHTS_NAME
+from matminer_clasp.errors import RunExistsError
 from matminer_clasp.model.clasp import ClaspModel
 from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
+from matminer_clasp.model.weights_check import check_tensors
 from matminer_clasp.train.state import load_trainer_state, save_trainer_state
 
 __all__ = [
+    "RUN_FILES",
+    "check_output_dir",
     "save_model",
     "write_checkpoint",
     "latest_checkpoint",
@@ -34,6 +38,40 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _PREFIX = "checkpoint-"
+
+#: What marks a folder as holding a run (besides ``checkpoint-<step>/`` folders).
+RUN_FILES = ("config.json", "model.safetensors", "best", "metrics.csv", "train_config.json",
+             "train_summary.json", "data_fingerprint")
+
+
+def check_output_dir(output_dir: Path, resume: bool | str | None) -> None:
+    """Refuse to start a run in ``output_dir`` that would overwrite another run.
+
+    A new run (``resume`` false) needs a folder without :data:`RUN_FILES` and checkpoints
+    (other files, e.g. a cache or the config itself, are fine); ``resume=True`` needs a
+    checkpoint when the folder holds a run. A resumed run keeps writing into its own folder.
+
+    Raises
+    ------
+    RunExistsError
+        Naming the folder and what it holds; nothing has been written.
+    """
+    if not output_dir.is_dir():
+        return
+    found = [name for name in RUN_FILES if (output_dir / name).exists()]
+    found += [path.name for _, path in _checkpoints(output_dir)][:3]
+    if not found:
+        return
+    if resume is False or resume is None:
+        raise RunExistsError(
+            f"{output_dir} already holds a training run ({', '.join(found)}); pass --resume "
+            "(resume: true) to continue it, or choose another --output-dir; nothing was changed"
+        )
+    if resume is True and latest_checkpoint(output_dir) is None:
+        raise RunExistsError(
+            f"{output_dir} holds a training run ({', '.join(found)}) but no complete checkpoint "
+            "to resume from; choose another --output-dir; nothing was changed"
+        )
 
 
 def save_model(model: ClaspModel, loss_fn: torch.nn.Module, folder: Path) -> None:
@@ -81,8 +119,9 @@ def write_checkpoint(
     save_trainer_state(tmp, optimizer, loss_fn, scaler_state, rng, info)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
-    if keep:
-        for _, path in _checkpoints(output_dir)[:-keep]:
+    if keep:  # only this run's older checkpoints; never the one just written
+        older = [(s, p) for s, p in _checkpoints(output_dir) if s < step and p != folder]
+        for _, path in older[: max(0, len(older) - (keep - 1))]:
             shutil.rmtree(path, ignore_errors=True)
     return folder
 
@@ -115,7 +154,14 @@ def resume_folder(resume: bool | str | None, output_dir: Path) -> Path | None:
 
 
 def _load_weights(model: ClaspModel, folder: Path) -> None:
-    state = load_file(str(folder / WEIGHTS_NAME))
+    path = folder / WEIGHTS_NAME
+    with safe_open(str(path), framework="pt") as fh:
+        state = {key: fh.get_tensor(key) for key in fh.keys()}
+        metadata = fh.metadata()
+    expected = model.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    if not unknown:
+        check_tensors(path, state, expected, metadata)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(TEXT_ENCODER_PREFIX)]
     if missing or unexpected:

@@ -69,8 +69,8 @@ class DataConfig:
         recursively, captions from ``_publ_section_title``) or ``"table"`` (a file with a
         structure column and a caption column).
     path
-        The CIF folder or the table (``.jsonl``, ``.json``, ``.parquet``, ``.csv``, ``.pkl``);
-        for AMCSD an optional SQLite file.
+        The CIF folder or the table (``.jsonl``, ``.json``, ``.parquet``, ``.csv``; ``.pkl``
+        only with ``allow_pickle``); for AMCSD an optional SQLite file.
     structure_column, caption_column, id_column
         Table columns: structures (pymatgen ``Structure``, its ``as_dict()``, or CIF text),
         captions, and ids (default: the row number).
@@ -95,6 +95,9 @@ class DataConfig:
         the ids it was trained and evaluated on, so that entries the structures package later
         learned to read do not move its split). A relative path in a config file is relative
         to that file.
+    allow_pickle
+        Read a ``.pkl`` / ``.pickle`` table (default ``False``: refused, since unpickling a file
+        runs any code it holds; convert the table to parquet instead).
     """
 
     source: str
@@ -113,6 +116,7 @@ class DataConfig:
     max_items: int | None = None
     drop_placeholder_titles: bool = True
     ids_file: str | None = None
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

@@ -4,8 +4,9 @@
 graph-relevant model fields plus each entry's id and payload hash); when it is missing, worker
 processes parse each entry through the one door (:mod:`matminer_clasp.structures`) and build its
 graph with :class:`~matminer_clasp.graph.CrystalGraphBuilder`, and the graphs are written as
-safetensors shards (no pickle) with an ``index.json`` written last. Bad entries are returned as
-skipped with their reason, never fatal.
+safetensors shards (no pickle) plus an ``index.json``, built in a private folder and renamed into
+place atomically (a concurrent builder that loses the race discards its copy). Bad entries are
+returned as skipped with their reason, never fatal.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
+import shutil
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
+from matminer_clasp.atomic import publish_folder, temp_folder_for
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import InvalidStructureError
 from matminer_clasp.graph import CrystalGraphBuilder
@@ -183,21 +185,28 @@ def _load_cache(folder: Path) -> dict[str, Any] | None:
 
 def _save_cache(folder: Path, ids: list[str], graphs: list[Data], notes: dict[str, str],
                 skipped: dict[str, str], model_config: ClaspConfig) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for start in range(0, len(graphs), _SHARD_SIZE):
-        name = f"graphs-{start // _SHARD_SIZE:05d}.safetensors"
-        tmp = folder / f"{name}.tmp{os.getpid()}"
-        packed = _pack(graphs[start:start + _SHARD_SIZE])
-        save_file({k: v.contiguous() for k, v in packed.items()}, str(tmp))
-        os.replace(tmp, folder / name)
-        shards.append(name)
-    index = {"version": _CACHE_VERSION, "ids": ids, "notes": notes, "skipped": skipped,
-             "shards": shards,
-             "model_config": {k: getattr(model_config, k) for k in GRAPH_FIELDS}}
-    tmp = folder / f"index.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(index))
-    os.replace(tmp, folder / "index.json")  # written last: a cache without it is ignored
+    """Write the cache into a private folder and rename it to ``folder`` (atomic publication).
+
+    A concurrent builder of the same cache (same key, hence the same content) that renamed
+    first wins; this one's copy is then discarded.
+    """
+    tmp = temp_folder_for(folder)
+    try:
+        shards = []
+        for start in range(0, len(graphs), _SHARD_SIZE):
+            name = f"graphs-{start // _SHARD_SIZE:05d}.safetensors"
+            packed = _pack(graphs[start:start + _SHARD_SIZE])
+            save_file({k: v.contiguous() for k, v in packed.items()}, str(tmp / name))
+            shards.append(name)
+        index = {"version": _CACHE_VERSION, "ids": ids, "notes": notes, "skipped": skipped,
+                 "shards": shards,
+                 "model_config": {k: getattr(model_config, k) for k in GRAPH_FIELDS}}
+        (tmp / "index.json").write_text(json.dumps(index))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # a folder that exists here was unreadable or incomplete (else it was loaded): replace it
+    publish_folder(tmp, folder, replace=folder.exists() and _load_cache(folder) is None)
 
 
 def graphs_for_entries(usable: list[dict[str, Any]], model_config: ClaspConfig,

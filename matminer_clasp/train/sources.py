@@ -115,7 +115,9 @@ def read_entries(config: DataConfig, frame: pd.DataFrame | None = None) -> list[
                          mineral=_cif_item(text, "_chemical_name_mineral"), check_formula=False)
             entries.append(entry)
         return entries
-    table = frame if frame is not None else read_table(config.path)  # type: ignore[arg-type]
+    table = frame if frame is not None else read_table(
+        config.path, allow_pickle=config.allow_pickle is True  # type: ignore[arg-type]
+    )
     for col in (config.structure_column, config.caption_column):
         if col not in table.columns:
             raise ValueError(f"table has no column {col!r}; columns are {list(table.columns)}")

@@ -3,12 +3,16 @@
 With ``freeze_text`` the text encoder never changes during training, so the trainer runs it once
 per distinct caption (eval mode: no dropout) and trains only the text head on the cached
 features. :func:`text_features` stores them as safetensors with a fingerprint of the encoder
-weights, the pooling and the captions, and reuses the file only when the fingerprint matches.
+weights, the pooling and the captions, and reuses the file only when the fingerprint matches and
+the features are readable, of the right shape and finite (else they are recomputed). The file is
+written under a temporary name and renamed, so a reader never sees half of it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,9 +22,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from matminer_clasp.atomic import temp_file_for
 from matminer_clasp.model.clasp import ClaspModel
 
 __all__ = ["TEXT_FEATURES_NAME", "text_features"]
+
+log = logging.getLogger(__name__)
 
 #: File name of the cache inside a run folder.
 TEXT_FEATURES_NAME = "text_features.safetensors"
@@ -71,9 +78,9 @@ def text_features(
     """
     fingerprint = _text_fingerprint(model, captions)
     if cache_file is not None and cache_file.is_file():
-        with safe_open(str(cache_file), framework="pt") as f:
-            if (f.metadata() or {}).get("fingerprint") == fingerprint:
-                return f.get_tensor("features").to(device)
+        cached = _read_cache(cache_file, fingerprint, len(captions))
+        if cached is not None:
+            return cached.to(device)
     tower = model.text_tower
     was_training = tower.training
     tower.eval().to(device)
@@ -90,7 +97,29 @@ def text_features(
             out[torch.as_tensor(idx, device=device)] = feats
     finally:
         tower.train(was_training)
-    if cache_file is not None:
-        save_file({"features": out.cpu().contiguous()}, str(cache_file),
-                  metadata={"fingerprint": fingerprint})
+    if cache_file is not None:  # a private temporary file, then an atomic rename
+        tmp = temp_file_for(cache_file)
+        try:
+            save_file({"features": out.cpu().contiguous()}, str(tmp),
+                      metadata={"fingerprint": fingerprint})
+            os.replace(tmp, cache_file)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
+
+
+def _read_cache(cache_file: Path, fingerprint: str, n: int) -> torch.Tensor | None:
+    """The cached features if the file is readable, matches and is sound; else ``None``."""
+    try:
+        with safe_open(str(cache_file), framework="pt") as f:
+            if (f.metadata() or {}).get("fingerprint") != fingerprint:
+                return None
+            features = f.get_tensor("features")
+    except Exception as exc:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+        log.warning("ignoring unreadable text-feature cache %s (%s)", cache_file, exc)
+        return None
+    if features.ndim != 2 or len(features) != n or not bool(torch.isfinite(features).all()):
+        log.warning("ignoring damaged text-feature cache %s (shape %s or non-finite values)",
+                    cache_file, tuple(features.shape))
+        return None
+    return features

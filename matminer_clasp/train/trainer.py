@@ -16,6 +16,7 @@ optimizer/scaler/RNG state (:mod:`.state`); because the data order is a function
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model.clasp import ClaspModel
 from matminer_clasp.train.batches import CaptionIndex, PairDataset, collate_pairs, epoch_order
 from matminer_clasp.train.checkpoint import (
+    check_output_dir,
     restore_checkpoint,
     resume_folder,
     save_model,
@@ -87,6 +89,8 @@ class _Run:
                  model: ClaspModel | None, callbacks: Sequence[Callable[[dict], None]]) -> None:
         from matminer_clasp.train import data as data_module
 
+        if os.environ.get("RANK", "0") == "0":  # the writer checks, before anything is written
+            check_output_dir(Path(cfg.output_dir), cfg.resume)
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.owns_group = not (dist.is_available() and dist.is_initialized())

@@ -22,7 +22,7 @@ BAD_TEXTS = {
 ODD_BUT_VALID_TEXTS = {
     "very_long": "garnet " * 14_286,  # 100,002 characters, truncated to max_length tokens
     "unicode": "Fe₂O₃ hématite — α-phase, 磁性",
-    "emoji": "💎 diamond 🔥",
+    "emoji": "💎 garnet 🔥",  # words the tiny vocabulary knows, between emoji
 }
 
 
