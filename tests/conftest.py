@@ -27,6 +27,9 @@ torch.set_num_threads(1)
 TINY_VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     + list("abcdefghijklmnopqrstuvwxyz0123456789")
+    # continuation pieces: like a real WordPiece vocabulary, every lower-case ASCII word has a
+    # tokenization (texts made only of unknown tokens are refused as content-free)
+    + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
     + [
         "ferro",
         "##electric",
@@ -42,7 +45,6 @@ TINY_VOCAB = (
         "the",
         "crystal",
         "mineral",
-        "##s",
         "##ite",
         "-",
         ",",
