@@ -229,11 +229,14 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
         if config_path is None:
             raise ValueError(f"{args.model} has no train_config.json: pass --config")
     config = TrainConfig.from_file(config_path)
-    pairs = load_pairs(config.data, model.config)
-    if args.split == "all":
+    if args.split != "all" and config.data.ids_file is not None:
+        # a pinned data set: the split is known from the captions, build only its graphs
+        pairs = load_pairs(config.data, model.config, split=args.split)
         indices = np.arange(len(pairs.ids))
     else:
-        indices = split_indices(pairs, config.data)[args.split]
+        pairs = load_pairs(config.data, model.config)
+        indices = np.arange(len(pairs.ids)) if args.split == "all" else (
+            split_indices(pairs, config.data)[args.split])
     keywords = None
     names = getattr(args, "keywords", None)
     if names and len(names) == 1 and names[0] in KEYWORD_PRESETS:

@@ -326,3 +326,40 @@ def test_keyword_captions_in_pairs(cif_dir, tmp_path):
     assert list(pairs.meta["caption"]) == pairs.captions
     assert pairs.meta["title"].iloc[2] == "Zinc oxide thin films for piezoelectric devices"
     assert len(list((tmp_path / "cache" / "keywords").glob("yake-*.json"))) == 1
+
+
+def test_one_split_of_a_pinned_data_set_builds_only_its_graphs(tmp_path, structures, monkeypatch):
+    names = sorted(structures)
+    frame = pd.DataFrame({"id": names, "structure": [structures[n] for n in names],
+                          "caption": [f"study {i} of {n}" for i, n in enumerate(names)]})
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(names) + "\n")
+    cfg = DataConfig(source="table", path="mem", id_column="id", split="grouped",
+                     fractions=(0.5, 0.25, 0.25), seed=3, ids_file=str(ids_file),
+                     cache_dir=str(tmp_path / "cache"), n_jobs=1)
+    full = load_pairs(cfg, MODEL, show_progress_bar=False, frame=frame)
+    built = []
+    real_run_tasks = graph_cache_mod.run_tasks
+    monkeypatch.setattr(graph_cache_mod, "run_tasks",
+                        lambda items, *a: built.append(len(items)) or real_run_tasks(items, *a))
+    for side, idx in split_indices(full, cfg).items():
+        part = load_pairs(cfg, MODEL, show_progress_bar=False, frame=frame, split=side)
+        assert part.ids == [full.ids[j] for j in idx] and len(idx) > 0
+        assert part.captions == [full.captions[j] for j in idx]
+        assert list(part.meta["id"]) == part.ids
+        for j, g in zip(idx, part.graphs):
+            assert torch.equal(g.x, full.graphs[j].x)
+            assert torch.equal(g.edge_index, full.graphs[j].edge_index)
+    assert sum(built) == len(full.ids)  # each side built only its own graphs
+    # without a pinned data set the split would depend on which graphs build
+    with pytest.raises(ValueError, match="ids_file"):
+        load_pairs(DataConfig(source="table", path="mem", id_column="id", n_jobs=1,
+                              cache_dir=str(tmp_path / "c2")), MODEL, frame=frame, split="test")
+    # a pinned pair that no longer builds is named, not silently dropped
+    bad = frame.copy()
+    bad.loc[0, "structure"] = "data_x\nnot a CIF"
+    cfg_bad = DataConfig(source="table", path="mem", id_column="id", split="random",
+                         fractions=(0.0, 0.0, 1.0), ids_file=str(ids_file),
+                         cache_dir=str(tmp_path / "c3"), n_jobs=1)
+    with pytest.raises(ValueError, match=f"no longer build.*first: {names[0]}"):
+        load_pairs(cfg_bad, MODEL, show_progress_bar=False, frame=bad, split="test")
