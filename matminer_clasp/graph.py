@@ -88,7 +88,7 @@ class CrystalGraphBuilder:
         structure, notes = merge_close_sites(structure, cfg.min_distance)
         spacegroup = 0
         if cfg.cell != "as_is" or cfg.use_spacegroup:
-            symmetry = find_spacegroup(structure)
+            symmetry = find_spacegroup(structure, need_analyzer=cfg.cell != "as_is")
             notes += symmetry.notes
             spacegroup = symmetry.number
             if cfg.cell != "as_is" and symmetry.analyzer is None:
@@ -137,20 +137,30 @@ class CrystalGraphBuilder:
         return centres, points, dists
 
     def _neighbours(self, structure: IStructure) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(n, M)`` neighbour indices and distances, padded as in the official code."""
+        """Return ``(n, M)`` neighbour indices and distances, padded as in the official code.
+
+        Each centre's pairs keep the neighbour list's order and are sorted by distance with a
+        stable sort (ties keep that order), one row per centre.
+        """
         cfg = self.config
         n_atoms, m = len(structure), cfg.max_num_nbr
         centres, points, dists = self._neighbor_list(structure, cfg.radius)
-        order = np.lexsort((dists, centres))  # by centre, then distance (stable)
-        centres, points, dists = centres[order], points[order], dists[order]
+        if centres.size and not bool(np.all(centres[1:] >= centres[:-1])):
+            order = np.argsort(centres, kind="stable")  # pymatgen's list is grouped already
+            centres, points, dists = centres[order], points[order], dists[order]
         counts = np.bincount(centres, minlength=n_atoms)
-        starts = np.cumsum(counts) - counts
-        rank = np.arange(centres.size) - starts[centres]
-        keep = rank < m
-        nbr_idx = np.zeros((n_atoms, m), dtype=np.int64)
-        nbr_dist = np.full((n_atoms, m), cfg.radius + 1.0, dtype=np.float64)
-        nbr_idx[centres[keep], rank[keep]] = points[keep]
-        nbr_dist[centres[keep], rank[keep]] = dists[keep]
+        rank = np.arange(centres.size) - (np.cumsum(counts) - counts)[centres]
+        width = max(int(counts.max(initial=0)), m)
+        table = np.full((n_atoms, width), np.inf)
+        table[centres, rank] = dists
+        order = np.argsort(table, axis=1, kind="stable")[:, :m]
+        nbr_dist = np.take_along_axis(table, order, axis=1)
+        table = np.zeros((n_atoms, width), dtype=np.int64)
+        table[centres, rank] = points
+        nbr_idx = np.take_along_axis(table, order, axis=1)
+        missing = ~np.isfinite(nbr_dist)
+        nbr_dist[missing] = cfg.radius + 1.0
+        nbr_idx[missing] = 0
         return nbr_idx, nbr_dist
 
 
