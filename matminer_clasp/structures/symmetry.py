@@ -18,11 +18,16 @@ failed) at every rung on the first 1,000 AMCSD entries and on every CIF of
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 
 from pymatgen.core import IStructure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+# moyopy logs through Python logging ("moyo.*"); its warnings about operations it omits are
+# about its own orbits, which are not used here, so they never reach the last-resort handler
+logging.getLogger("moyo").addHandler(logging.NullHandler())
 
 #: spglib tolerances tried in order (angstrom); the first is pymatgen's default.
 SYMPREC_LADDER = (0.01, 1e-3, 1e-4)
@@ -86,28 +91,25 @@ def find_spacegroup(structure: IStructure, need_analyzer: bool = True) -> Symmet
 
 
 def species_numbers(structure: IStructure) -> list[int]:
-    """Type numbers of the sites as pymatgen's ``SpacegroupAnalyzer`` assigns them.
+    """Type numbers of the sites exactly as pymatgen's ``SpacegroupAnalyzer`` assigns them.
 
-    Equal site compositions (pymatgen's ``Composition ==``, with its tolerance) get one number,
-    numbered in order of first appearance.
+    A site gets the number of the first earlier composition it equals (``Composition ==``, with
+    its tolerance and quirks), else the next new number. When every site holds one species at
+    occupancy 1, equality is that of the species, looked up in a dict.
     """
-    exact: dict[tuple, int] = {}
-    numbers: list[int] = []
-    unique = []
-    for site in structure:
-        species = site.species
-        key = tuple(species.items())
-        number = exact.get(key)
-        if number is None:
-            for k, seen in enumerate(unique):
-                if species == seen:
-                    number = k + 1
-                    break
-            else:
-                unique.append(species)
-                number = len(unique)
-            exact[key] = number
-        numbers.append(number)
+    compositions = [site.species for site in structure]
+    single = [tuple(comp.items()) for comp in compositions]
+    if all(len(items) == 1 and items[0][1] == 1 for items in single):
+        first: dict[object, int] = {}
+        return [first.setdefault(items[0][0], len(first) + 1) for items in single]
+    unique: list[object] = []
+    numbers = []
+    for comp in compositions:
+        if comp in unique:
+            numbers.append(unique.index(comp) + 1)
+        else:
+            unique.append(comp)
+            numbers.append(len(unique))
     return numbers
 
 
