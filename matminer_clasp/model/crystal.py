@@ -21,6 +21,10 @@ from matminer_clasp.model.heads import CrystalHead
 Shared = dict[tuple, torch.Tensor]
 
 
+#: Smallest normal float32; values below it are subnormal.
+_FLOAT32_TINY = torch.finfo(torch.float32).tiny
+
+
 class GaussianExpansion(nn.Module):
     """Gaussian expansion ``exp(-(d - mu_k)^2 / step^2)`` (official ``GaussianDistance``)."""
 
@@ -32,7 +36,11 @@ class GaussianExpansion(nn.Module):
 
     def forward(self, dist: torch.Tensor) -> torch.Tensor:
         """Map ``(...,)`` distances to ``(..., n_centres)`` features."""
-        return torch.exp(-((dist.unsqueeze(-1) - self.centres) ** 2) * self.inv_var)
+        out = torch.exp(-((dist.unsqueeze(-1) - self.centres) ** 2) * self.inv_var)
+        # exp underflows to subnormal floats about 1.9-2.0 A from a centre (4 % of the entries);
+        # they vanish in any float32 sum they enter, but make the matrix products that take them
+        # several times slower on CPUs (no flush-to-zero), so they are set to 0
+        return out.masked_fill(out < _FLOAT32_TINY, 0.0)
 
 
 class ConvLayer(nn.Module):
