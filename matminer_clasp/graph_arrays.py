@@ -64,7 +64,14 @@ class GraphArrayBuilder:
         """The graph of one structure as arrays, and the policies' notes (``[]`` if none)."""
         self.validate(structure)
         cfg = self.config
-        structure, notes = merge_close_sites(structure, cfg.min_distance)
+        pairs = self._pairs(structure) if cfg.uses_graph else None
+        if pairs is None or (pairs[2].size and float(pairs[2].min()) < cfg.min_distance):
+            given = structure  # sites this close: the split-site policy decides
+            structure, notes = merge_close_sites(structure, cfg.min_distance)
+            if structure is not given:
+                pairs = None
+        else:
+            notes = []  # no two sites closer than min_distance: nothing to merge
         spacegroup = 0
         if cfg.cell != "as_is" or cfg.use_spacegroup:
             symmetry = find_spacegroup(structure, need_analyzer=cfg.cell != "as_is")
@@ -74,12 +81,14 @@ class GraphArrayBuilder:
                 notes.append(f"no {cfg.cell} cell without symmetry; the cell is used as given")
             elif cfg.cell == "conventional":
                 structure = symmetry.analyzer.get_conventional_standard_structure()
+                pairs = None
             elif cfg.cell == "primitive":
                 structure = symmetry.analyzer.get_primitive_standard_structure()
+                pairs = None
         species = [site.species for site in structure]
         n_atoms = len(structure)
         if cfg.uses_graph:
-            nbr_idx, nbr_dist = self._neighbours(structure)
+            nbr_idx, nbr_dist = self._neighbours(structure, pairs)
         else:
             nbr_idx = np.zeros((n_atoms, 0), dtype=np.int64)
             nbr_dist = np.zeros((n_atoms, 0), dtype=np.float64)
@@ -87,15 +96,24 @@ class GraphArrayBuilder:
                              composition_vector(species), int(spacegroup))
         return arrays, notes
 
+    def _pairs(self, structure: IStructure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Periodic neighbour pairs ``(centres, points, distances)`` within ``config.radius``.
+
+        Computed once per structure: its shortest distance also says whether
+        :func:`~matminer_clasp.structures.merge_close_sites` has anything to merge.
+        """
+        centres, points, _, dists = structure.get_neighbor_list(self.config.radius)
+        return centres, points, dists
+
     def _neighbor_list(
-        self, structure: IStructure, radius: float
+        self, structure: IStructure, pairs: tuple[np.ndarray, ...] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Periodic neighbour pairs within ``radius``; raise if two sites still overlap.
+        """Periodic neighbour pairs within the radius; raise if two sites still overlap.
 
         Split sites were merged before; what remains this close (a chain of near sites whose
         merged position lands on another) is reported rather than guessed at.
         """
-        centres, points, _, dists = structure.get_neighbor_list(radius)
+        centres, points, dists = pairs if pairs is not None else self._pairs(structure)
         if dists.size and float(dists.min()) < self.config.min_distance:
             k = int(np.argmin(dists))
             raise InvalidStructureError(
@@ -104,7 +122,9 @@ class GraphArrayBuilder:
             )
         return centres, points, dists
 
-    def _neighbours(self, structure: IStructure) -> tuple[np.ndarray, np.ndarray]:
+    def _neighbours(
+        self, structure: IStructure, pairs: tuple[np.ndarray, ...] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(n, M)`` neighbour indices and distances, padded as in the official code.
 
         Each centre's pairs keep the neighbour list's order and are sorted by distance with a
@@ -112,7 +132,7 @@ class GraphArrayBuilder:
         """
         cfg = self.config
         n_atoms, m = len(structure), cfg.max_num_nbr
-        centres, points, dists = self._neighbor_list(structure, cfg.radius)
+        centres, points, dists = self._neighbor_list(structure, pairs)
         if centres.size and not bool(np.all(centres[1:] >= centres[:-1])):
             order = np.argsort(centres, kind="stable")  # pymatgen's list is grouped already
             centres, points, dists = centres[order], points[order], dists[order]

@@ -104,12 +104,18 @@ def species_numbers(structure: IStructure) -> list[int]:
         return [first.setdefault(items[0][0], len(first) + 1) for items in single]
     unique: list[object] = []
     numbers = []
-    for comp in compositions:
-        if comp in unique:
-            numbers.append(unique.index(comp) + 1)
-        else:
-            unique.append(comp)
-            numbers.append(len(unique))
+    known: dict[tuple, int] = {}  # site contents whose answer no longer changes
+    for comp, items in zip(compositions, single):
+        number = known.get(items)
+        if number is None:
+            if comp in unique:
+                number = unique.index(comp) + 1
+            else:
+                unique.append(comp)
+                number = len(unique)
+            if comp == comp:  # equality decided by contents: equal contents, equal answer
+                known[items] = number
+        numbers.append(number)
     return numbers
 
 
