@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     load_amcsd_structures,
     machine_info,
     median_time,
+    median_wall_and_cpu,
     own_peak_rss,
     peak_rss_in_child,
     print_load,
@@ -108,7 +109,8 @@ def run_clasp(path: str, which: str, cell: str, repeats: int, batch_size: int,
 
             api = "ClaspModel.build_graphs + encode_graphs (featurizer not available)"
         featurize(structures[:WARMUP])
-        total, total_runs = median_time(lambda: featurize(structures), repeats)
+        timing = median_wall_and_cpu(lambda: featurize(structures), repeats, _worker_pids)
+        total = timing["seconds"]
         out = np.asarray(featurize(structures[:WARMUP]), dtype=float)
         # the featurizer's own peak, before the build/encode split below holds all graphs at once
         rss_featurize = own_peak_rss()
@@ -118,8 +120,8 @@ def run_clasp(path: str, which: str, cell: str, repeats: int, batch_size: int,
             n = len(structures)
             return {"api": api, "cell": cell, "n": n, "graph_workers": n_workers,
                     "cores_used": 1 + n_workers, "n_failed": int(np.isnan(out).all(axis=1).sum()),
-                    "feature_width": int(out.shape[1]), "seconds": total,
-                    "seconds_runs": total_runs, "per_s": n / total,
+                    "feature_width": int(out.shape[1]), **timing, "per_s": n / total,
+                    "per_cpu_s": n / timing["cpu_seconds"],
                     "peak_rss_featurize_bytes": rss_featurize,
                     "peak_rss_workers_bytes": rss_workers,
                     "peak_rss_total_bytes": rss_featurize + sum(rss_workers)}
@@ -143,9 +145,9 @@ def run_clasp(path: str, which: str, cell: str, repeats: int, batch_size: int,
         "cores_used": 1 + n_workers,
         "n_failed": n - len(graphs),
         "feature_width": int(out.shape[1]) if out.ndim == 2 else None,
-        "seconds": total,
-        "seconds_runs": total_runs,
+        **timing,
         "per_s": n / total,
+        "per_cpu_s": n / timing["cpu_seconds"],
         "build_graphs_s": build_t,
         "encode_graphs_s": encode_t,
         "build_graphs_runs": build_runs,
@@ -155,6 +157,15 @@ def run_clasp(path: str, which: str, cell: str, repeats: int, batch_size: int,
         "peak_rss_workers_bytes": rss_workers,
         "peak_rss_total_bytes": rss_featurize + sum(rss_workers),
     }
+
+
+def _worker_pids() -> list[int]:
+    """Process ids of this process's graph workers, if any."""
+    try:
+        from matminer_clasp import graph_pool
+    except ImportError:
+        return []
+    return [w.process.pid for w in graph_pool._WORKERS]
 
 
 def _worker_peak_rss() -> list[int]:
@@ -192,12 +203,13 @@ def run_ssf(path: str, which: str, repeats: int, cores: int = 1) -> dict[str, An
         def featurize() -> None:
             rows[:] = ssf.featurize_many(structures, ignore_errors=True, pbar=False)
 
-        total, runs = median_time(featurize, repeats)
+        timing = median_wall_and_cpu(featurize, repeats)
     arr = np.asarray(rows, dtype=float)
     failed = int(np.isnan(arr).all(axis=1).sum())
     n = len(structures)
-    return {"n": n, "n_failed": failed, "feature_width": int(arr.shape[1]), "seconds": total,
-            "seconds_runs": runs, "per_s": n / total, "cores_used": cores}
+    return {"n": n, "n_failed": failed, "feature_width": int(arr.shape[1]), **timing,
+            "per_s": n / timing["seconds"], "per_cpu_s": n / timing["cpu_seconds"],
+            "cores_used": cores}
 
 
 def run_chgnet(path: str, which: str, repeats: int, batch_size: int,
@@ -229,15 +241,16 @@ def run_chgnet(path: str, which: str, repeats: int, batch_size: int,
                             failed.append(start + j)
 
         predict(structures[:WARMUP])
-        total, runs = median_time(lambda: predict(structures), repeats)
+        timing = median_wall_and_cpu(lambda: predict(structures), repeats)
         width = int(
             model.predict_structure(structures[0], task="e", return_crystal_feas=True)[
                 "crystal_fea"
             ].shape[-1]
         )
     n = len(structures)
-    return {"n": n, "n_failed": len(failed), "feature_width": width, "seconds": total,
-            "seconds_runs": runs, "per_s": n / total, "cores_used": cores}
+    return {"n": n, "n_failed": len(failed), "feature_width": width, **timing,
+            "per_s": n / timing["seconds"], "per_cpu_s": n / timing["cpu_seconds"],
+            "cores_used": cores}
 
 
 def _accepts_verbose(fn: Any) -> bool:
@@ -316,11 +329,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 extra += (f"  build_graphs {res['build_graphs_s']:.2f} s, encode_graphs "
                          f"{res['encode_graphs_s']:.2f} s -> graph share {res['graph_share']:.0%}")
             shown = res.get("peak_rss_total_bytes", rss)
-            print(f"{name:30s} n={res['n']:5d} failed={res['n_failed']:3d}  "
-                  f"{res['per_s']:8.1f} structures/s  peak RSS {fmt_bytes(shown)}{extra}  "
+            print(f"{name:34s} n={res['n']:5d} failed={res['n_failed']:3d}  "
+                  f"{res['per_s']:8.1f} structures/s ({res['per_cpu_s']:.1f}/CPU s)  "
+                  f"peak RSS {fmt_bytes(shown)}{extra}  "
                   f"(child wall {time.perf_counter() - t1:.0f} s)", flush=True)
 
     ratios: dict[str, float] = {}
+    cpu_ratios: dict[str, float] = {}
     pairs = [("clasp_as_is_1core@baseline", "_1core@baseline"),
              ("clasp_as_is@baseline", "_ncore@baseline")]
     if "clasp_conventional@baseline" in results:
@@ -332,8 +347,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 key = base + "_1core@baseline"  # one CPU: the baseline has no more cores
             if key in results:
                 ratios[f"{clasp_key} / {key}"] = results[clasp_key]["per_s"] / results[key]["per_s"]
+                if suffix == "_1core@baseline":  # one core each: CPU time is the load-proof cost
+                    cpu_ratios[f"{clasp_key} / {key}"] = (
+                        results[clasp_key]["per_cpu_s"] / results[key]["per_cpu_s"])
     print("\nratios on the same inputs (throughput; cores per method in the JSON's cores_used):")
     for key, value in ratios.items():
+        print(f"  {key:75s} {value:6.1f}x")
+    print("ratios of structures per CPU second (one core each; robust to other jobs' load):")
+    for key, value in cpu_ratios.items():
         print(f"  {key:75s} {value:6.1f}x")
 
     def ratio(clasp_key: str, base: str) -> float:
@@ -353,6 +374,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_after = print_load("load average after")
     payload = {"machine": info, "load_avg_before": load_before, "load_avg_after": load_after,
                "n": args.n, "n_baseline": len(ordered), "results": results, "ratios": ratios,
+               "cpu_ratios": cpu_ratios,
                "targets": targets}
     write_json(args.out, payload)
     return payload
