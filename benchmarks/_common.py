@@ -84,6 +84,40 @@ def median_time(
     return statistics.median(times), times
 
 
+def cpu_seconds(extra_pids: list[int] | None = None) -> float:
+    """CPU seconds used so far by this process (all threads), its reaped children and
+    ``extra_pids`` (live helper processes, read from ``/proc``)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = time.process_time() + children.ru_utime + children.ru_stime
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in extra_pids or []:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def median_wall_and_cpu(
+    fn: Callable[[], Any], repeats: int = 3, pids: Callable[[], list[int]] | None = None
+) -> dict[str, Any]:
+    """Like :func:`median_time`, also recording CPU seconds (:func:`cpu_seconds`) per repeat.
+
+    CPU time is what a method costs whatever else runs on the machine; wall time on shared
+    cores also counts waiting for a core. ``pids``: helper processes to include.
+    """
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0 = cpu_seconds(pids() if pids else None)
+        t0 = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(cpu_seconds(pids() if pids else None) - c0)
+    return {"seconds": statistics.median(walls), "seconds_runs": walls,
+            "cpu_seconds": statistics.median(cpus), "cpu_seconds_runs": cpus}
+
+
 def own_peak_rss() -> int:
     """Peak RSS of this process in bytes (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -72,14 +72,19 @@ def site_features(compositions: list[Composition]) -> np.ndarray:
     """
     table = atom_feature_table()
     out = np.empty((len(compositions), N_ATOM_FEATURES), dtype=np.float32)
+    rows: dict[tuple, np.ndarray] = {}  # sites with equal species share one row
     for i, comp in enumerate(compositions):
-        items = list(comp.items())
-        if len(items) == 1 and items[0][1] == 1:
-            out[i] = table[_atomic_number(items[0][0], f"site {i}")]
-            continue
-        row = np.zeros(N_ATOM_FEATURES, dtype=np.float64)
-        for specie, occupancy in items:
-            row += float(occupancy) * table[_atomic_number(specie, f"site {i}")]
+        items = tuple(comp.items())
+        row = rows.get(items)
+        if row is None:
+            if len(items) == 1 and items[0][1] == 1:
+                row = table[_atomic_number(items[0][0], f"site {i}")]
+            else:
+                acc = np.zeros(N_ATOM_FEATURES, dtype=np.float64)
+                for specie, occupancy in items:
+                    acc += float(occupancy) * table[_atomic_number(specie, f"site {i}")]
+                row = acc.astype(np.float32)
+            rows[items] = row
         out[i] = row
     return out
 
@@ -89,10 +94,19 @@ def composition_vector(compositions: list[Composition]) -> np.ndarray:
 
     Vacancies are ignored (fractions are over the atoms present).
     """
-    vec = np.zeros(MAX_Z + 1, dtype=np.float32)
+    known: dict[tuple, list[int]] = {}  # atomic numbers of each distinct site composition
+    zs: list[int] = []
+    amounts: list[float] = []
     for i, comp in enumerate(compositions):
-        for specie, occupancy in comp.items():
-            vec[_atomic_number(specie, f"site {i}")] += float(occupancy)
+        items = tuple(comp.items())
+        z = known.get(items)
+        if z is None:
+            z = known[items] = [_atomic_number(specie, f"site {i}") for specie, _ in items]
+        zs.extend(z)
+        amounts.extend(float(occupancy) for _, occupancy in items)
+    vec = np.zeros(MAX_Z + 1, dtype=np.float32)
+    # in site order, one float32 addition at a time (as a loop of vec[z] += amount)
+    np.add.at(vec, np.asarray(zs, dtype=np.intp), np.asarray(amounts, dtype=np.float32))
     total = vec.sum()
     if total > 0:
         vec /= total

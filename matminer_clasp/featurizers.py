@@ -12,7 +12,7 @@ The featurizers only know matminer's row and error conventions; tensors stay in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from matminer_clasp.errors import InvalidTextError
 from matminer_clasp.featurizer_base import ClaspEmbeddingFeaturizer, with_traceback
 from matminer_clasp.graph import INFERENCE_MAX_SITES
+from matminer_clasp.graph_pool import auto_workers
 from matminer_clasp.model.text_model import check_text
 from matminer_clasp.structures import check_structure, to_structure
 
@@ -95,20 +96,35 @@ class ClaspFeaturizer(ClaspEmbeddingFeaturizer):
     ) -> tuple[np.ndarray, dict[int, BaseException]]:
         model = self.get_model()
         size = max(int(self.batch_size), 1)
+        # one call pipelines graph building across all batches; with fail_fast, calls of
+        # FAIL_FAST_BATCHES batches stop the work soon after the first bad item
+        step = size * FAIL_FAST_BATCHES if fail_fast else max(len(items), 1)
         chunks, errors = [], {}
-        for start in range(0, len(items), size):  # chunks only for the progress bar
+        for start in range(0, len(items), step):
+            part = items[start : start + step]
             emb, report = model.encode_structures(
-                items[start : start + size], size, False, self._device(),
+                _counted(part, progress), size, False, self._device(),
                 self.normalize_embeddings, errors="nan", return_report=True,
+                graph_workers=auto_workers(len(part), size),
             )
             chunks.append(emb)
             errors.update({start + k: with_traceback(e) for k, e in report.errors.items()})
             if fail_fast and errors:
                 first = min(errors)
                 return emb, {first: errors[first]}
-            if progress is not None:
-                progress(len(emb))
         return np.concatenate(chunks), errors
+
+
+#: Batches per ``encode_structures`` call when the featurizer stops at the first bad item.
+FAIL_FAST_BATCHES = 16
+
+
+def _counted(items: Sequence[Any], progress: Callable[[int], Any] | None) -> Iterator[Any]:
+    """``items``, reporting each one taken to ``progress`` (the featurizer's progress bar)."""
+    for item in items:
+        yield item
+        if progress is not None:
+            progress(1)
 
 
 #: The structure featurizer under its descriptive name.

@@ -25,20 +25,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from pymatgen.core import IStructure
 from torch_geometric.data import Data
 
-from matminer_clasp.atom_features import composition_vector, site_features
 from matminer_clasp.config import ClaspConfig
-from matminer_clasp.errors import InvalidStructureError
-from matminer_clasp.structures.sites import check_structure, merge_close_sites
-from matminer_clasp.structures.symmetry import find_spacegroup
+from matminer_clasp.graph_arrays import GraphArrayBuilder, GraphArrays
 
 #: Default bound on sites at inference (``encode_structures``); training uses ``max_sites``.
 INFERENCE_MAX_SITES = 5000
 
 
-class CrystalGraphBuilder:
+class CrystalGraphBuilder(GraphArrayBuilder):
     """Turn structures into crystal graphs for a given :class:`ClaspConfig`.
 
     Every structure first goes through the policies of :mod:`matminer_clasp.structures`:
@@ -46,7 +42,9 @@ class CrystalGraphBuilder:
     meaningless), :func:`~matminer_clasp.structures.merge_close_sites` (split sites closer than
     ``min_distance`` become one site) and, when the model needs it,
     :func:`~matminer_clasp.structures.find_spacegroup` (a tolerance ladder that always answers).
-    :meth:`build` returns the notes those policies wrote; ``__call__`` only the graph.
+    :meth:`build` returns the notes those policies wrote; ``__call__`` only the graph. The array
+    work is :meth:`~matminer_clasp.graph_arrays.GraphArrayBuilder.build_arrays` (torch-free);
+    :func:`graph_from_arrays` makes the ``Data``.
 
     Parameters
     ----------
@@ -66,92 +64,29 @@ class CrystalGraphBuilder:
     ((2, 92), (2, 24))
     """
 
-    def __init__(self, config: ClaspConfig | None = None, max_sites: int | None = None) -> None:
-        self.config = config or ClaspConfig()
-        self.max_sites = int(max_sites) if max_sites is not None else self.config.max_sites
-
-    def validate(self, structure: Any) -> None:
-        """Raise :class:`InvalidStructureError` if ``structure`` cannot become a graph.
-
-        Fast checks only: type, size, finite coordinates and cell, elements with features.
-        """
-        check_structure(structure, self.max_sites)
-
     def __call__(self, structure: Any) -> Data:
         """Build the graph of one structure (see the module docstring for its fields)."""
         return self.build(structure)[0]
 
     def build(self, structure: Any) -> tuple[Data, list[str]]:
         """Build the graph of one structure; also return the policies' notes (``[]`` if none)."""
-        self.validate(structure)
-        cfg = self.config
-        structure, notes = merge_close_sites(structure, cfg.min_distance)
-        spacegroup = 0
-        if cfg.cell != "as_is" or cfg.use_spacegroup:
-            symmetry = find_spacegroup(structure)
-            notes += symmetry.notes
-            spacegroup = symmetry.number
-            if cfg.cell != "as_is" and symmetry.analyzer is None:
-                notes.append(f"no {cfg.cell} cell without symmetry; the cell is used as given")
-            elif cfg.cell == "conventional":
-                structure = symmetry.analyzer.get_conventional_standard_structure()
-            elif cfg.cell == "primitive":
-                structure = symmetry.analyzer.get_primitive_standard_structure()
-        species = [site.species for site in structure]
-        x = torch.from_numpy(site_features(species))
-        comp = torch.from_numpy(composition_vector(species)).unsqueeze(0)
-        n_atoms = len(structure)
-        if cfg.uses_graph:
-            nbr_idx, nbr_dist = self._neighbours(structure)
-        else:
-            nbr_idx = np.zeros((n_atoms, 0), dtype=np.int64)
-            nbr_dist = np.zeros((n_atoms, 0), dtype=np.float32)
-        m = nbr_idx.shape[1]
-        centre = np.repeat(np.arange(n_atoms, dtype=np.int64), m)
-        edge_index = torch.from_numpy(np.stack([centre, nbr_idx.reshape(-1)]))
-        graph = Data(
-            x=x,
-            edge_index=edge_index,
-            edge_dist=torch.from_numpy(nbr_dist.reshape(-1).astype(np.float32)),
-            comp=comp,
-            spacegroup=torch.tensor([spacegroup], dtype=torch.long),
-            num_nodes=n_atoms,
-        )
-        return graph, notes
+        arrays, notes = self.build_arrays(structure)
+        return graph_from_arrays(arrays), notes
 
-    def _neighbor_list(
-        self, structure: IStructure, radius: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Periodic neighbour pairs within ``radius``; raise if two sites still overlap.
 
-        Split sites were merged before; what remains this close (a chain of near sites whose
-        merged position lands on another) is reported rather than guessed at.
-        """
-        centres, points, _, dists = structure.get_neighbor_list(radius)
-        if dists.size and float(dists.min()) < self.config.min_distance:
-            k = int(np.argmin(dists))
-            raise InvalidStructureError(
-                f"sites {int(centres[k])} and {int(points[k])} overlap: {float(dists[k]):.3g} A "
-                f"apart (min_distance={self.config.min_distance} A)"
-            )
-        return centres, points, dists
-
-    def _neighbours(self, structure: IStructure) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(n, M)`` neighbour indices and distances, padded as in the official code."""
-        cfg = self.config
-        n_atoms, m = len(structure), cfg.max_num_nbr
-        centres, points, dists = self._neighbor_list(structure, cfg.radius)
-        order = np.lexsort((dists, centres))  # by centre, then distance (stable)
-        centres, points, dists = centres[order], points[order], dists[order]
-        counts = np.bincount(centres, minlength=n_atoms)
-        starts = np.cumsum(counts) - counts
-        rank = np.arange(centres.size) - starts[centres]
-        keep = rank < m
-        nbr_idx = np.zeros((n_atoms, m), dtype=np.int64)
-        nbr_dist = np.full((n_atoms, m), cfg.radius + 1.0, dtype=np.float64)
-        nbr_idx[centres[keep], rank[keep]] = points[keep]
-        nbr_dist[centres[keep], rank[keep]] = dists[keep]
-        return nbr_idx, nbr_dist
+def graph_from_arrays(arrays: GraphArrays) -> Data:
+    """The ``Data`` of :class:`~matminer_clasp.graph_arrays.GraphArrays` (fields: module doc)."""
+    n_atoms, m = arrays.nbr_idx.shape
+    centre = np.repeat(np.arange(n_atoms, dtype=np.int64), m)
+    edge_index = torch.from_numpy(np.stack([centre, arrays.nbr_idx.reshape(-1)]))
+    return Data(
+        x=torch.from_numpy(arrays.x),
+        edge_index=edge_index,
+        edge_dist=torch.from_numpy(arrays.nbr_dist.reshape(-1)),
+        comp=torch.from_numpy(arrays.comp).unsqueeze(0),
+        spacegroup=torch.tensor([arrays.spacegroup], dtype=torch.long),
+        num_nodes=n_atoms,
+    )
 
 
 def gaussian_centres(config: ClaspConfig) -> np.ndarray:

@@ -100,6 +100,7 @@ def test_symmetry_falls_back_to_the_cif_then_p1(monkeypatch):
             raise RuntimeError("spglib gave up")
 
     monkeypatch.setattr(symmetry_mod, "SpacegroupAnalyzer", Failing)
+    monkeypatch.setattr(symmetry_mod, "_moyopy_number", lambda *args: None)  # the fast path too
     result = find_spacegroup(structure)
     assert result.number == 154 and result.analyzer is None
     assert "using the CIF's space group 154" in result.notes[0]
@@ -201,3 +202,15 @@ def test_the_declared_space_group_is_kept_for_the_fallback(name):
 
     structure, _ = parse_cif(_text(name))
     assert structure.properties[DECLARED_SPACEGROUP] == CASES[name]["declared_spacegroup_number"]
+
+
+def test_moyopy_fast_path_agrees_with_the_spglib_ladder():
+    """The number-only path (moyopy first) gives the spglib ladder's number and notes."""
+    for path in sorted(FIXTURES.glob("*.cif")):
+        if path.name.startswith("parse_error"):
+            continue
+        structure, _ = merge_close_sites(to_structure(str(path))[0], 0.1)
+        full = find_spacegroup(structure)
+        fast = find_spacegroup(structure, need_analyzer=False)
+        assert (fast.number, fast.notes) == (full.number, full.notes), path.name
+        assert full.analyzer is not None or fast.analyzer is None

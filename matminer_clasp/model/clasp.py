@@ -14,7 +14,8 @@ Follow a text: :meth:`ClaspModel.encode_texts` (from
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence, Sized
+import pickle
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,14 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.errors import EncodingError, InvalidStructureError
 from matminer_clasp.graph import INFERENCE_MAX_SITES, CrystalGraphBuilder
+from matminer_clasp.graph_pool import auto_workers, pipelined
 from matminer_clasp.hub import resolve_text_model
 from matminer_clasp.model.crystal import CrystalTower
 from matminer_clasp.model.encoding import (
     ERROR_POLICIES,
     EncodeReport,
     build_graph,
+    graph_with_notes,
     without_notes,
 )
 from matminer_clasp.model.ensemble import EnsembleCrystalTower
@@ -200,6 +203,7 @@ class ClaspModel(TextEncodingMixin, nn.Module):
         ids: Sequence[Any] | None = None,
         max_sites: int | None = None,
         return_report: bool = False,
+        graph_workers: int | None = None,
     ) -> np.ndarray | tuple[np.ndarray, EncodeReport]:
         """Embed structures, in the style of sentence-transformers ``encode``.
 
@@ -231,6 +235,11 @@ class ClaspModel(TextEncodingMixin, nn.Module):
             config.max_sites)`` = 5,000 (CGCNN's cost grows linearly with the sites).
         return_report
             Also return an :class:`EncodeReport` (errors and notes per input, kept positions).
+        graph_workers
+            Processes that build the next batches' graphs while this one runs the model (see
+            :mod:`matminer_clasp.graph_pool`); ``0`` builds every graph here. Default:
+            ``MATMINER_CLASP_GRAPH_WORKERS`` if set, else none for at most two batches and one
+            fewer than the available CPUs (at most 4) for more. Results do not depend on it.
 
         Returns
         -------
@@ -258,9 +267,16 @@ class ClaspModel(TextEncodingMixin, nn.Module):
         chunks: list[np.ndarray] = []
         iterator = iter(structures)
         start = 0
+        n_workers = auto_workers(total, batch_size) if graph_workers is None else graph_workers
+        batches = pipelined(
+            iter(lambda: list(itertools.islice(iterator, batch_size)), []),
+            self._graph_request(max_sites),
+            lambda items: self.build_graphs(items, ignore_errors=True, max_sites=max_sites),
+            graph_with_notes,
+            n_workers,
+        )
         with bar:
-            while chunk := list(itertools.islice(iterator, batch_size)):
-                built = self.build_graphs(chunk, ignore_errors=True, max_sites=max_sites)
+            for chunk, built in batches:
                 good = [k for k, g in enumerate(built) if not isinstance(g, Exception)]
                 out = np.full((len(chunk), dim), np.nan, dtype=np.float32)
                 failed = self._encode_rows(built, good, out, device, normalize_embeddings)
@@ -287,6 +303,19 @@ class ClaspModel(TextEncodingMixin, nn.Module):
         if errors == "skip":
             emb = emb[report.kept]
         return (emb, report) if return_report else emb
+
+    def _graph_request(self, max_sites: int | None) -> Callable[[list[Any]], bytes | None]:
+        """Chunk -> request bytes for a graph worker (``None``: not picklable, build it here)."""
+        builder = self._builder(max_sites)
+        config = self.config.to_dict()
+
+        def request(items: list[Any]) -> bytes | None:
+            try:
+                return pickle.dumps((config, builder.max_sites, items), protocol=5)
+            except Exception:  # noqa: BLE001 - e.g. an unpicklable non-structure input
+                return None
+
+        return request
 
     # ------------------------------------------------------------------ misc
     def _device(self) -> torch.device:

@@ -17,7 +17,8 @@ import numpy as np
 from torch_geometric.data import Data
 
 from matminer_clasp.errors import EncodingError, InvalidStructureError
-from matminer_clasp.graph import CrystalGraphBuilder
+from matminer_clasp.graph import CrystalGraphBuilder, graph_from_arrays
+from matminer_clasp.graph_arrays import GraphArrays, as_invalid
 from matminer_clasp.structures.read import to_structure
 
 ERROR_POLICIES = ("raise", "nan", "skip")
@@ -66,20 +67,29 @@ class EncodeReport:
 
 
 def build_graph(builder: CrystalGraphBuilder, item: Any) -> Data | InvalidStructureError:
-    """Input -> graph with its notes, or the reason why not (never raises)."""
+    """Input -> graph with its notes, or the reason why not (never raises).
+
+    :func:`~matminer_clasp.graph_arrays.build_arrays_or_error` is its twin for graph-building
+    worker processes (same conversion and error wording; :func:`graph_with_notes` finishes it).
+    """
     try:
         structure, notes = to_structure(item)
         graph, more = builder.build(structure)
     except Exception as exc:  # one odd input never costs the others
-        if isinstance(exc, InvalidStructureError):
-            return exc
-        error = InvalidStructureError(
-            f"building the crystal graph failed: {type(exc).__name__}: {exc}"
-        )
-        error.__cause__ = exc
-        return error
+        return as_invalid(exc)
     if notes or more:
         graph.notes = notes + more
+    return graph
+
+
+def graph_with_notes(built: tuple[GraphArrays, list[str]] | InvalidStructureError) -> Any:
+    """A worker's :func:`~matminer_clasp.graph_arrays.build_arrays_or_error` result as a graph."""
+    if isinstance(built, Exception):
+        return built
+    arrays, notes = built
+    graph = graph_from_arrays(arrays)
+    if notes:
+        graph.notes = notes
     return graph
 
 

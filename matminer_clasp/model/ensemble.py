@@ -44,8 +44,13 @@ class EnsembleCrystalTower(nn.Module):
         self.members = nn.ModuleList(CrystalTower(c) for c in config.member_configs())
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Embed a batch of crystal graphs (already unit-norm)."""
-        return concat_unit([member(batch) for member in self.members], self.eps)
+        """Embed a batch of crystal graphs (already unit-norm).
+
+        The members share the batch's Gaussian distance expansion (computed once, not per
+        member) when they do not train.
+        """
+        shared = None if torch.is_grad_enabled() else {}
+        return concat_unit([member(batch, shared) for member in self.members], self.eps)
 
 
 def merge_config(configs: Sequence[ClaspConfig]) -> ClaspConfig:
