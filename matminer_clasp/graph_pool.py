@@ -64,7 +64,10 @@ def auto_workers(n_items: int | None, batch_size: int) -> int:
     """
     fixed = os.environ.get(WORKERS_ENV, "").strip()
     if fixed:
-        return max(int(fixed), 0)
+        if not fixed.isdigit():
+            raise ValueError(f"{WORKERS_ENV}={fixed!r}: expected a whole number of graph "
+                             "workers (0 builds graphs in the calling process)")
+        return int(fixed)
     if n_items is not None and n_items <= 2 * batch_size:
         return 0
     if multiprocessing.current_process().daemon:

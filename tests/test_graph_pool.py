@@ -101,3 +101,7 @@ def test_auto_workers(monkeypatch):
     assert graph_pool.auto_workers(1000, 64) == 0
     monkeypatch.setenv(graph_pool.WORKERS_ENV, "3")
     assert graph_pool.auto_workers(10, 64) == 3
+    for bad in ("-1", "two", "1.5"):
+        monkeypatch.setenv(graph_pool.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=graph_pool.WORKERS_ENV):
+            graph_pool.auto_workers(10, 64)
