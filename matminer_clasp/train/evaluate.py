@@ -21,8 +21,9 @@ ROC-AUC 0.5, AP = prevalence, structure->text recall@k = k / n_distinct, text->s
 recall@k = mean over captions of ``1 - C(n - r, k) / C(n, k)`` (``r`` structures share it).
 
 Keyword sets: a preset name (``amcsd``, ``amcsd-extended``, ``paper``, ``all``), a list of
-concepts, or ``auto`` / ``auto:N`` -- every title word of the evaluated split with at least ``N``
-positive papers (:mod:`.auto_keywords`; whole-word matching), a set nobody chose for a model.
+concepts, or ``auto`` / ``auto:N`` -- every title word of the evaluated split with positive
+papers in at least 2 % of its titles (at least 5), or at least ``N`` (:mod:`.auto_keywords`;
+whole-word matching), a set nobody chose for a model.
 Besides ``report.json`` and ``report.md`` the command writes ``items.npz`` (per-structure scores,
 labels and ranks) for ``matminer-clasp compare`` (:mod:`.compare`, paired bootstrap).
 
@@ -44,6 +45,7 @@ from matminer_clasp.train.auto_keywords import (
     AUTO_MIN_LENGTH,
     AUTO_RULE,
     auto_keywords,
+    auto_min_papers,
     parse_auto_spec,
 )
 from matminer_clasp.train.keywords import (
@@ -205,7 +207,8 @@ def evaluate_model(
     Keyword positives come from ``pairs.meta[label_column]`` (the paper title, as in the official
     evaluation) when that column exists, else from the captions. Retrieval uses the captions.
     ``keywords`` may be ``"auto"`` or ``"auto:N"``: the :mod:`.auto_keywords` set of these
-    titles (``min_papers`` is then ``N``). See :func:`evaluate_embeddings` for the returned dict.
+    titles (``min_papers`` is then that of the set). See :func:`evaluate_embeddings` for the
+    returned dict.
     """
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) == 0:
@@ -218,8 +221,8 @@ def evaluate_model(
         label_texts = captions
     auto_n = parse_auto_spec(keywords) if isinstance(keywords, str) else None
     if auto_n is not None:
-        kw: dict[str, tuple[str, ...]] = dict(auto_keywords(label_texts, auto_n))
-        min_papers = auto_n
+        min_papers = auto_min_papers(len(set(label_texts)), auto_n)
+        kw: dict[str, tuple[str, ...]] = dict(auto_keywords(label_texts, min_papers))
     elif isinstance(keywords, str):
         raise ValueError(f"unknown keyword set {keywords!r}; expected auto or auto:N")
     else:
@@ -235,8 +238,10 @@ def evaluate_model(
                                  ids=[str(pairs.ids[i]) for i in idx])
     report["label_source"] = label_column if label_texts is not captions else "caption"
     if auto_n is not None:
-        report["keyword_set"] = {"name": f"auto:{auto_n}", "min_papers": auto_n,
-                                 "rule": AUTO_RULE.format(length=AUTO_MIN_LENGTH, n=auto_n)}
+        how = f"auto:{auto_n}" if auto_n else "2 % of the split's distinct titles, at least 5"
+        report["keyword_set"] = {
+            "name": str(keywords), "min_papers": min_papers,
+            "rule": AUTO_RULE.format(length=AUTO_MIN_LENGTH, n=min_papers, how=how)}
     return report
 
 
@@ -254,9 +259,10 @@ def add_evaluate_arguments(parser: Any) -> Any:
     parser.add_argument("--keywords", nargs="*", default=None,
                         help="concepts to test, or one preset name: amcsd (the bundled "
                              "model's report and targets), amcsd-extended (plus process and "
-                             "topic words), paper (the paper's six), all (default), auto or "
-                             "auto:N (every title word of the split with >= N positive papers, "
-                             "N = 20 by default; chosen by nobody)")
+                             "topic words), paper (the paper's six), all (default), auto "
+                             "(every title word of the split with positive papers in >= 2 %% "
+                             "of its titles, at least 5; chosen by nobody) or auto:N (>= N "
+                             "positive papers)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)

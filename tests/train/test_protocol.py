@@ -11,9 +11,9 @@ import yaml
 
 from matminer_clasp import cli
 from matminer_clasp.train.auto_keywords import (
-    AUTO_MIN_PAPERS,
     AUTO_STOP_WORDS,
     auto_keywords,
+    auto_min_papers,
     parse_auto_spec,
     title_words,
 )
@@ -30,9 +30,12 @@ from matminer_clasp.train.keywords import keyword_labels
 # ------------------------------------------------------------------------- auto keyword set
 
 
-def test_auto_spec():
-    assert parse_auto_spec("auto") == AUTO_MIN_PAPERS == 20
+def test_auto_spec_and_threshold():
+    assert parse_auto_spec("auto") == 0  # the threshold is left to auto_min_papers
     assert parse_auto_spec("auto:5") == 5
+    assert auto_min_papers(393) == 8 and auto_min_papers(1000) == 20  # 2 %, rounded up
+    assert auto_min_papers(100) == 5 and auto_min_papers(0) == 5  # at least 5
+    assert auto_min_papers(1000, 3) == 3
     assert parse_auto_spec("amcsd") is None
     for bad in ("auto:", "auto:0", "auto:x", "auto:-3"):
         with pytest.raises(ValueError, match="auto:N"):
@@ -41,8 +44,9 @@ def test_auto_spec():
 
 def test_title_words_drop_stop_words_short_words_and_formulas():
     words = title_words("The crystal structure of MgSiO3 garnet and Fe-rich spinels, "
-                        "Verfeinerung der Kristallstruktur von Zirkon")
-    assert words == {"garnet", "ferich", "spinels", "zirkon"}
+                        "Verfeinerung der Kristallstruktur von Zirkon: single-crystal "
+                        "refinements")
+    assert words == {"garnet", "ferich", "spinels", "zirkon"}  # plurals of stop words too
     assert {"structure", "with", "und", "dans", "xray"} <= AUTO_STOP_WORDS
 
 
@@ -73,6 +77,8 @@ def test_auto_keywords_rule():
     assert "olivine" not in auto_keywords(titles, min_papers=3)
     assert auto_keywords(list(reversed(titles)), min_papers=4) == kw  # order-free
     assert auto_keywords([], min_papers=1) == {}
+    # default threshold: 2 % of 16 distinct titles is below the floor of 5 papers
+    assert auto_keywords(titles) == auto_keywords(titles, min_papers=5) == {"garnet": ("garnet",)}
 
 
 # ------------------------------------------------------------------------- paired bootstrap
