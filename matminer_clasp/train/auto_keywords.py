@@ -3,15 +3,17 @@
 The ``amcsd`` keyword set was chosen by people who also chose the model. The ``auto`` set is
 drawn mechanically instead, so that nobody can pick the concepts a model is good at:
 
-1. **Candidates**: every word of the evaluated titles (after :func:`~.keywords.normalize_text`:
-   lower case, hyphens inside words deleted), made of letters only and at least
+1. **Candidates**: every word of the evaluated titles (lower case; a hyphenated word such as
+   *high-pressure* is one word), made of letters only and, without its hyphens, at least
    :data:`AUTO_MIN_LENGTH` letters long, that is not in :data:`AUTO_STOP_WORDS` (function words
    of English, German and French, the three languages of AMCSD titles, and words that say how a
    structure was studied rather than what it is: *structure*, *refinement*, *diffraction* ...).
 2. **Matching**: a title is a positive for a word when it contains the word as a whole word,
    a plural ``s`` / ``es`` tolerated (``whole_word=True`` in :func:`~.keywords.keyword_pattern`);
-   candidates with the same matching rule (``garnet``, ``garnets``) are one concept, named by
-   its most frequent form (ties: the shorter, then the alphabetically first).
+   candidates with the same matching rule (``garnet``, ``garnets``; ``high-pressure``,
+   ``highpressure``) are one concept, named by its most frequent written form (ties: the
+   shorter, then the alphabetically first). A hyphenated form also finds the words apart
+   (``high-pressure`` finds *high pressure*), as every keyword does.
 3. **Selection**: the concepts with at least ``min_papers`` positive distinct titles in the
    evaluated split. ``auto`` sets ``min_papers`` to 2 % of the split's distinct titles, at least
    5 (:func:`auto_min_papers`: 8 on the 393 validation titles of the seed-2026 split, 20 on
@@ -32,7 +34,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from matminer_clasp.train.keywords import keyword_labels, keyword_pattern, normalize_text
+from matminer_clasp.train.keywords import _DASHES, keyword_labels, keyword_pattern
 
 __all__ = [
     "AUTO_MIN_FRACTION",
@@ -42,6 +44,7 @@ __all__ = [
     "AUTO_RULE",
     "parse_auto_spec",
     "auto_min_papers",
+    "title_forms",
     "title_words",
     "auto_keywords",
 ]
@@ -80,10 +83,10 @@ investigations kristall kristallstruktur kristallstrukturen method methods model
 modification modifications mossbauer neue neuen neuer neues neutron neutrondiffraction note notes
 nouveau nouveaux nouvelle nouvelles observation observations parameter parameters part powder
 powderdiffraction present properties property redetermination refined refinement reinvestigation
-relation relations relationship relationships reply report results revised revisited rietveld role
-second series single singlecrystal situ species spectroscopy structural structurale structurales
-structure structures struktur strukturen studies study synchrotron system systems third type types
-ueber using variation variations verfeinerung xray xraydiffraction étude
+related relation relations relationship relationships reply report results revised revisited
+rietveld role second series single singlecrystal situ species spectroscopy structural structurale
+structurales structure structures struktur strukturen studies study synchrotron system systems
+third type types ueber using variation variations verfeinerung xray xraydiffraction étude
 """
 
 #: Words never made concepts: function words (EN / DE / FR) and words of method and report.
@@ -96,7 +99,8 @@ AUTO_RULE = (
     "tolerated; query = the word"
 )
 
-_TOKEN = re.compile(r"[^\W_]+")  # runs of letters and digits; kept if letters only
+#: Runs of letters and digits, hyphens inside allowed; a token is kept if it has letters only.
+_TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 
 
 def parse_auto_spec(spec: str) -> int | None:
@@ -137,13 +141,26 @@ def _is_stop_word(word: str) -> bool:
             or (word.endswith("es") and word[:-2] in AUTO_STOP_WORDS))
 
 
-def title_words(title: str, min_length: int = AUTO_MIN_LENGTH) -> set[str]:
-    """Candidate words of one title: letter-only tokens of ``min_length`` or more, no stop word.
+def title_forms(title: str, min_length: int = AUTO_MIN_LENGTH) -> set[str]:
+    """Candidate words of one title as written, lower case: ``high-pressure`` and its parts.
 
-    A token with a digit (``MgSiO3``) is no word.
+    Letter-only tokens (``MgSiO3`` is none) of ``min_length`` or more letters (without hyphens)
+    that are no stop word; a hyphenated token gives itself and each of its parts.
     """
-    return {w for w in _TOKEN.findall(normalize_text(title))
-            if w.isalpha() and len(w) >= min_length and not _is_stop_word(w)}
+    text = str(title).translate(_DASHES).lower()
+    out = set()
+    for token in _TOKEN.findall(text):
+        parts = token.split("-")
+        for form in ([token] if len(parts) == 1 else [token, *parts]):
+            key = form.replace("-", "")
+            if key.isalpha() and len(key) >= min_length and not _is_stop_word(key):
+                out.add(form)
+    return out
+
+
+def title_words(title: str, min_length: int = AUTO_MIN_LENGTH) -> set[str]:
+    """:func:`title_forms` without hyphens, as :func:`~.keywords.normalize_text` writes them."""
+    return {form.replace("-", "") for form in title_forms(title, min_length)}
 
 
 def _canonical(forms: Iterable[tuple[str, int]]) -> str:
@@ -168,20 +185,23 @@ def auto_keywords(
     Returns
     -------
     dict
-        Concepts ordered by positive papers (descending), then alphabetically. Match them with
+        Concepts ordered by positive papers (descending), then alphabetically; a concept is
+        named by, and queried with, its most frequent written form (``high-pressure``, which
+        also finds *high pressure* and *highpressure*). Match them with
         ``keyword_labels(..., whole_word=True)``.
     """
     distinct = list(dict.fromkeys(str(t) for t in titles))
     min_papers = auto_min_papers(len(distinct), min_papers or 0)
     form_counts: Counter[str] = Counter()
     for title in distinct:
-        form_counts.update(title_words(title, min_length))
-    # a concept's papers include those of its other forms, so a form below min_papers may
-    # still belong to a concept above it; forms sharing a matching rule are merged first
+        form_counts.update(title_forms(title, min_length))
+    # forms with one matching rule (garnet, garnets; high-pressure, highpressure) are one
+    # concept, and a concept's papers are those of all its forms, so a form below min_papers
+    # may still belong to a concept above it
     by_rule: dict[str, list[tuple[str, int]]] = {}
     for form, count in form_counts.items():
-        by_rule.setdefault(keyword_pattern(form, whole_word=True).pattern, []).append(
-            (form, count))
+        rule = keyword_pattern(form.replace("-", ""), whole_word=True).pattern
+        by_rule.setdefault(rule, []).append((form, count))
     candidates = {}
     for forms in by_rule.values():
         if sum(c for _, c in forms) >= min_papers:  # cheap upper bound on the papers

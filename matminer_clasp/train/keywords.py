@@ -108,9 +108,13 @@ _NO_LETTER_BEFORE, _NO_LETTER_AFTER = r"(?<![^\W\d_])", r"(?![^\W\d_])"
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2212"})
 
 
-def normalize_text(text: str) -> str:
-    """Lower-case, map Unicode dashes to ``-``, then delete hyphens and collapse whitespace."""
-    text = str(text).translate(_DASHES).lower().replace("-", "")
+def normalize_text(text: str, hyphen_as_space: bool = False) -> str:
+    """Lower-case, map Unicode dashes to ``-``, then delete hyphens and collapse whitespace.
+
+    With ``hyphen_as_space`` (the whole-word rule) a hyphen becomes a space instead, so that
+    *garnet-type* contains the word *garnet*.
+    """
+    text = str(text).translate(_DASHES).lower().replace("-", " " if hyphen_as_space else "")
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -127,7 +131,8 @@ def keyword_pattern(keyword: str, whole_word: bool = False) -> re.Pattern[str]:
 
     With ``whole_word=True`` (the rule of the ``auto`` keyword set, :mod:`.auto_keywords`) the
     match must start and end at a word boundary (no letter before or after it), a plural ``s``
-    or ``es`` excepted: ``"mica"`` then finds ``"micas"`` but not ``"chemical"``.
+    or ``es`` excepted: ``"mica"`` then finds ``"micas"`` but not ``"chemical"``;
+    :func:`keyword_labels` then reads hyphens as spaces (``"garnet"`` finds ``"garnet-type"``).
     """
     words = [w for w in re.split(r"[\s\-]+", keyword.translate(_DASHES).lower()) if w]
     if not words:
@@ -169,9 +174,10 @@ def keyword_labels(
 ) -> dict[str, np.ndarray]:
     """Boolean positives per concept: the text matches any of the concept's variations.
 
-    ``whole_word`` selects the whole-word rule of :func:`keyword_pattern`.
+    ``whole_word`` selects the whole-word rule of :func:`keyword_pattern`, applied to the text
+    with hyphens read as spaces (``normalize_text(t, hyphen_as_space=True)``).
     """
-    normalized = [normalize_text(t) for t in texts]
+    normalized = [normalize_text(t, hyphen_as_space=whole_word) for t in texts]
     out = {}
     for concept, variations in as_keywords(keywords).items():
         patterns = [keyword_pattern(v, whole_word) for v in variations]

@@ -15,6 +15,7 @@ from matminer_clasp.train.auto_keywords import (
     auto_keywords,
     auto_min_papers,
     parse_auto_spec,
+    title_forms,
     title_words,
 )
 from matminer_clasp.train.compare import (
@@ -46,17 +47,28 @@ def test_title_words_drop_stop_words_short_words_and_formulas():
     words = title_words("The crystal structure of MgSiO3 garnet and Fe-rich spinels, "
                         "Verfeinerung der Kristallstruktur von Zirkon: single-crystal "
                         "refinements")
-    assert words == {"garnet", "ferich", "spinels", "zirkon"}  # plurals of stop words too
+    assert words == {"garnet", "ferich", "rich", "spinels", "zirkon"}  # stop-word plurals too
     assert {"structure", "with", "und", "dans", "xray"} <= AUTO_STOP_WORDS
+    assert title_forms("High-pressure phases of Fe-rich olivine") == {
+        "high-pressure", "high", "pressure", "phases", "fe-rich", "rich", "olivine"}
+
+
+def test_hyphenated_concepts_are_queried_as_written():
+    titles = ([f"High-pressure phase {i}" for i in range(3)] + ["A highpressure polymorph",
+              "Garnet at high pressure", "Pressure and high temperature"])
+    kw = auto_keywords(titles, min_papers=4)
+    assert kw["high-pressure"] == ("high-pressure",)  # the written form, not "highpressure"
+    labels = keyword_labels(titles, kw, whole_word=True)["high-pressure"]
+    assert labels.tolist() == [True] * 5 + [False]
 
 
 def test_whole_word_matching_with_plurals():
     titles = ["Chemical zoning in micas", "The mica group", "Anhydrous phases",
-              "Garnets from Norway", "A garnet", "Garnetite"]
+              "Garnets from Norway", "A garnet", "Garnetite", "Garnet-type Li7La3Zr2O12"]
     labels = keyword_labels(titles, ["mica", "hydrous", "garnet"], whole_word=True)
     assert np.flatnonzero(labels["mica"]).tolist() == [0, 1]
     assert not labels["hydrous"].any()
-    assert np.flatnonzero(labels["garnet"]).tolist() == [3, 4]
+    assert np.flatnonzero(labels["garnet"]).tolist() == [3, 4, 6]  # hyphen = word break
     # the official substring rule finds mica in "chemical" and garnet in "garnetite"
     assert keyword_labels(titles, ["mica"])["mica"][0]
     assert keyword_labels(titles, ["garnet"])["garnet"][5]
