@@ -169,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="paired bootstrap of two evaluations (A - B)")
-    p.add_argument("report_a", help="evaluate --out folder of model A")
-    p.add_argument("report_b", help="evaluate --out folder of model B (same --config, --split "
-                                    "and --keywords)")
+    p.add_argument("report_a", help="evaluate --out folder of model A, or several separated "
+                                    "by commas (seeds of one recipe, averaged)")
+    p.add_argument("report_b", help="the same for model B (same --config, --split and "
+                                    "--keywords)")
     p.add_argument("--bootstrap", type=positive_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resample", choices=["title", "structure"], default="title",

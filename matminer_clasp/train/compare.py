@@ -24,7 +24,7 @@ candidate pool is not re-ranked on a resample). At unit weights every number equ
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +116,16 @@ def _metrics(items: Mapping[str, np.ndarray], w: np.ndarray, ks: tuple[int, ...]
     return out
 
 
+Items = Mapping[str, np.ndarray]
+
+
+def _as_list(items: Items | Sequence[Items]) -> list[Items]:
+    return [items] if isinstance(items, Mapping) else list(items)
+
+
 def paired_bootstrap(
-    items_a: Mapping[str, np.ndarray],
-    items_b: Mapping[str, np.ndarray],
+    items_a: Items | Sequence[Items],
+    items_b: Items | Sequence[Items],
     n_boot: int = 1000,
     seed: int = 0,
     resample: str = "title",
@@ -129,7 +136,10 @@ def paired_bootstrap(
     Parameters
     ----------
     items_a, items_b
-        Per-item arrays (:func:`load_items`) of two evaluations of the same structures.
+        Per-item arrays (:func:`load_items`) of two evaluations of the same structures, or a
+        list of them per side (runs of one recipe with different training seeds): a side's
+        value is then the mean of its runs' values on every resample, so a recipe is compared
+        over its seeds.
     n_boot, seed
         Resamples and their seed.
     resample
@@ -144,9 +154,16 @@ def paired_bootstrap(
         point values at unit weights, the 95 % percentile interval of the resampled
         differences, and the share of resamples where A does not beat B.
     """
-    _check_same_items(items_a, items_b)
-    w = _weights(items_a, n_boot, seed, resample)
-    ma, mb = _metrics(items_a, w, ks), _metrics(items_b, w, ks)
+    runs_a, runs_b = _as_list(items_a), _as_list(items_b)
+    if not runs_a or not runs_b:
+        raise ValueError("paired_bootstrap needs at least one evaluation on each side")
+    first = runs_a[0]
+    for other in [*runs_a[1:], *runs_b]:
+        _check_same_items(first, other)
+    w = _weights(first, n_boot, seed, resample)
+    ma, mb = ({name: np.mean([m[name] for m in side], axis=0)
+               for name in side[0]}
+              for side in ([_metrics(r, w, ks) for r in runs] for runs in (runs_a, runs_b)))
     metrics = {}
     for name in ma:
         diff = ma[name] - mb[name]
@@ -158,34 +175,50 @@ def paired_bootstrap(
             "p_a_not_better": float(np.mean(boot <= 0)) if len(boot) else None,
         }
     settings = {"bootstrap_resamples": int(n_boot), "seed": int(seed), "resample": resample,
-                "n_structures": int(len(items_a["ids"])),
-                "n_titles": int(len(np.unique(items_a["group"]))),
-                "concepts": [str(c) for c in items_a["concepts"]],
+                "n_runs_a": len(runs_a), "n_runs_b": len(runs_b),
+                "n_structures": int(len(first["ids"])),
+                "n_titles": int(len(np.unique(first["group"]))),
+                "concepts": [str(c) for c in first["concepts"]],
                 "interval": "paired percentile 95%", "keyword_level": "per structure"}
     return {"metrics": metrics, "settings": settings}
 
 
+def _folders(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One folder, a comma-separated list of folders, or a sequence of them."""
+    if isinstance(spec, (str, Path)):
+        return [Path(p) for p in str(spec).split(",") if p]
+    return [Path(p) for p in spec]
+
+
 def compare_reports(
-    folder_a: str | Path, folder_b: str | Path, n_boot: int = 1000, seed: int = 0,
-    resample: str = "title",
+    folder_a: str | Path | Sequence[str | Path], folder_b: str | Path | Sequence[str | Path],
+    n_boot: int = 1000, seed: int = 0, resample: str = "title",
 ) -> dict[str, Any]:
-    """:func:`paired_bootstrap` of two ``matminer-clasp evaluate`` output folders."""
-    out = paired_bootstrap(load_items(folder_a), load_items(folder_b), n_boot, seed, resample)
-    out["a"], out["b"] = str(folder_a), str(folder_b)
-    for side, folder in (("a", folder_a), ("b", folder_b)):
-        path = Path(folder) / "report.json"
-        if path.is_file():
-            report = json.loads(path.read_text())
-            out[f"{side}_model"] = report.get("model")
-            out[f"{side}_split"] = report.get("split")
-            out[f"{side}_split_seed"] = report.get("split_seed")
+    """:func:`paired_bootstrap` of ``matminer-clasp evaluate`` output folders.
+
+    Each side is one folder or several (a comma-separated string or a list: runs of one recipe
+    with different training seeds, averaged).
+    """
+    side_folders = {"a": _folders(folder_a), "b": _folders(folder_b)}
+    out = paired_bootstrap([load_items(f) for f in side_folders["a"]],
+                           [load_items(f) for f in side_folders["b"]], n_boot, seed, resample)
+    for side, folders in side_folders.items():
+        out[side] = ",".join(str(f) for f in folders)
+        reports = [json.loads((f / "report.json").read_text()) for f in folders
+                   if (f / "report.json").is_file()]
+        if reports:
+            out[f"{side}_model"] = ",".join(str(r.get("model")) for r in reports)
+            out[f"{side}_split"] = reports[0].get("split")
+            out[f"{side}_split_seed"] = reports[0].get("split_seed")
     return out
 
 
 def format_comparison(result: Mapping[str, Any]) -> str:
     """A Markdown table of :func:`paired_bootstrap` / :func:`compare_reports` output."""
     st = result["settings"]
-    lines = [f"A = {result.get('a', 'A')}, B = {result.get('b', 'B')}: "
+    runs = (f" (mean of {st.get('n_runs_a', 1)} vs {st.get('n_runs_b', 1)} runs)"
+            if st.get("n_runs_a", 1) > 1 or st.get("n_runs_b", 1) > 1 else "")
+    lines = [f"A = {result.get('a', 'A')}, B = {result.get('b', 'B')}{runs}: "
              f"{st['n_structures']} structures, {st['n_titles']} titles, "
              f"{len(st['concepts'])} concepts; paired bootstrap over {st['resample']}s "
              f"({st['bootstrap_resamples']} resamples)", "",

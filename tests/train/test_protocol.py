@@ -168,6 +168,25 @@ def test_title_resampling_is_wider_than_structure_resampling_for_clustered_items
     assert width["title"] > width["structure"]
 
 
+def test_sides_with_several_runs_are_averaged_per_resample():
+    _, good = _items(quality=3.0, seed=5)
+    _, bad = _items(quality=0.3, seed=5)
+    _, mid = _items(quality=1.0, seed=5)
+    for runs in (bad, mid):
+        runs["labels"], runs["ids"] = good["labels"], good["ids"]
+    single = {k: paired_bootstrap(good, b, n_boot=100, seed=4)["metrics"] for k, b in
+              (("bad", bad), ("mid", mid))}
+    both = paired_bootstrap([good, good], [bad, mid], n_boot=100, seed=4)
+    for name, row in both["metrics"].items():
+        assert row["b"] == pytest.approx((single["bad"][name]["b"] + single["mid"][name]["b"]) / 2)
+        assert row["diff"] == pytest.approx(
+            (single["bad"][name]["diff"] + single["mid"][name]["diff"]) / 2)
+    assert both["settings"]["n_runs_a"] == 2 and both["settings"]["n_runs_b"] == 2
+    assert "mean of 2 vs 2 runs" in format_comparison(both)
+    with pytest.raises(ValueError, match="at least one"):
+        paired_bootstrap([], [bad], n_boot=5)
+
+
 def test_mismatched_evaluations_are_refused():
     _, a = _items(quality=1.0)
     b = {k: v.copy() for k, v in a.items()}
@@ -241,6 +260,9 @@ def test_evaluate_val_auto_then_compare(tmp_path, tiny_model_dir, table_config, 
     assert "| roc_auc |" in printed and "text_to_structure_recall@10" in printed
     result = json.loads(result_file.read_text())
     assert result["a_split_seed"] == 2026 and result["settings"]["resample"] == "title"
+    # a side may be several runs (comma-separated folders), averaged
+    assert cli.main(["compare", f"{outs[0]},{outs[1]}", str(outs[1]), "--bootstrap", "20"]) == 0
+    assert "mean of 2 vs 1 runs" in capsys.readouterr().out
     assert result["metrics"]["roc_auc"]["a"] == pytest.approx(
         report["per_structure"]["mean"]["roc_auc"])
     # a report of another split cannot be compared
