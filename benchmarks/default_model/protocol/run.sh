@@ -21,15 +21,18 @@ stage2() {  # paper stage 2: keyword captions, the seed-2026 title split mapped 
 }
 
 # the composition-only baseline (InfoNCE), the same with training seed 43 (the seed-to-seed
-# spread a lever has to beat), and the first lever (CosFace s = 3, m = 0.5), each in both stages
+# spread a lever has to beat), and the first lever (CosFace s = 3, m = 0.5, seeds 42 and 43),
+# each in both stages
 matminer-clasp train $P/split_s2026.yaml
 stage2 $P/composition_stage2.yaml
 matminer-clasp train $P/composition_s43.yaml
 stage2 $P/composition_s43_stage2.yaml
 matminer-clasp train $P/cosface.yaml
 stage2 $P/cosface_stage2.yaml
+matminer-clasp train $P/cosface_s43.yaml
+stage2 $P/cosface_s43_stage2.yaml
 
-for name in composition_stage2 composition_s43_stage2 cosface_stage2; do
+for name in composition_stage2 composition_s43_stage2 cosface_stage2 cosface_s43_stage2; do
   for keywords in amcsd auto; do
     matminer-clasp evaluate $R/$name/best --config $P/split_s2026.yaml --split val \
         --keywords $keywords --bootstrap 1000 --out $R/eval/$name/$keywords
@@ -40,9 +43,14 @@ for keywords in amcsd auto; do
     matminer-clasp compare $R/eval/${pair%%:*}/$keywords $R/eval/composition_stage2/$keywords \
         --bootstrap 1000 --out $R/eval/compare_${pair#*:}_$keywords.json
   done
+  # the recipes over both seeds (each side the mean of its two runs on every resample)
+  matminer-clasp compare $R/eval/cosface_stage2/$keywords,$R/eval/cosface_s43_stage2/$keywords \
+      $R/eval/composition_stage2/$keywords,$R/eval/composition_s43_stage2/$keywords \
+      --bootstrap 1000 --out $R/eval/compare_cosface2_vs_composition2_$keywords.json
 done
 python $P/collect.py --out benchmarks/default_model/results/protocol_val.json \
     --eval composition=$R/eval/composition_stage2 composition_s43=$R/eval/composition_s43_stage2 \
-           cosface=$R/eval/cosface_stage2 \
+           cosface=$R/eval/cosface_stage2 cosface_s43=$R/eval/cosface_s43_stage2 \
     --compare cosface_vs_composition=$R/eval/compare_cosface_vs_composition \
-              s43_vs_s42=$R/eval/compare_s43_vs_s42
+              s43_vs_s42=$R/eval/compare_s43_vs_s42 \
+              cosface2_vs_composition2=$R/eval/compare_cosface2_vs_composition2
