@@ -44,7 +44,7 @@ def test_help_subprocess():
 
 
 @pytest.mark.parametrize("command", ["embed", "index", "screen", "classify", "plot", "convert",
-                                     "train", "evaluate", "merge"])
+                                     "train", "evaluate", "merge", "compare"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([command, "--help"])

@@ -292,9 +292,10 @@ def main() -> None:
         lines += ["", "Left out (fewer than 3 positive papers in the test split): "
                   + "; ".join(f"{k} ({v.split(' positive')[0]})" for k, v in skipped.items())
                   + "."]
-    notes = Path(__file__).with_name("discussion.md")
-    if notes.exists():  # the hand-written reading of these numbers
-        lines += ["", notes.read_text().strip()]
+    for name in ("discussion.md", "protocol.md"):  # hand-written: the reading of these numbers,
+        notes = Path(__file__).with_name(name)  # then the protocol of the next default model
+        if notes.exists():
+            lines += ["", notes.read_text().strip()]
     Path(args.out).write_text("\n".join(lines) + "\n")
     if args.json_out:  # the numbers without the per-resample arrays (those stay in each report)
         Path(args.json_out).write_text(json.dumps(

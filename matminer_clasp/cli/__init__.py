@@ -19,6 +19,7 @@ import sys
 
 from matminer_clasp.cli.commands import (
     cmd_classify,
+    cmd_compare,
     cmd_convert,
     cmd_embed,
     cmd_evaluate,
@@ -166,6 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True)
         p.add_argument("--bootstrap", type=int, default=1000)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="paired bootstrap of two evaluations (A - B)")
+    p.add_argument("report_a", help="evaluate --out folder of model A, or several separated "
+                                    "by commas (seeds of one recipe, averaged)")
+    p.add_argument("report_b", help="the same for model B (same --config, --split and "
+                                    "--keywords)")
+    p.add_argument("--bootstrap", type=positive_int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resample", choices=["title", "structure"], default="title",
+                   help="resampling unit: titles with all their structures (default) or "
+                        "structures")
+    p.add_argument("--out", default=None, help="write the result as JSON to this file")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -220,6 +220,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``compare REPORT_A REPORT_B [--bootstrap N] [--resample title] [--out FILE]``."""
+    import json
+
+    from matminer_clasp.train.compare import compare_reports, format_comparison
+
+    result = compare_reports(args.report_a, args.report_b, n_boot=args.bootstrap,
+                             seed=args.seed, resample=args.resample)
+    print(format_comparison(result), end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``serve (--index DIR | --amcsd | INPUT) [--host H] [--port P]``: the search service."""
     import sys

@@ -20,6 +20,13 @@ distinct captions for every structure. Random baselines are reported beside ever
 ROC-AUC 0.5, AP = prevalence, structure->text recall@k = k / n_distinct, text->structure
 recall@k = mean over captions of ``1 - C(n - r, k) / C(n, k)`` (``r`` structures share it).
 
+Keyword sets: a preset name (``amcsd``, ``amcsd-extended``, ``paper``, ``all``), a list of
+concepts, or ``auto`` / ``auto:N`` -- every title word of the evaluated split with positive
+papers in at least 2 % of its titles (at least 5), or at least ``N`` (:mod:`.auto_keywords`;
+whole-word matching), a set nobody chose for a model.
+Besides ``report.json`` and ``report.md`` the command writes ``items.npz`` (per-structure scores,
+labels and ranks) for ``matminer-clasp compare`` (:mod:`.compare`, paired bootstrap).
+
 This module runs the evaluation (:func:`evaluate_embeddings`, :func:`evaluate_model`, the
 ``matminer-clasp evaluate`` command); the concepts and their matching rule are in
 :mod:`.keywords`, the metrics and bootstrap in :mod:`.metrics`, the report files in
@@ -34,6 +41,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from matminer_clasp.train.auto_keywords import (
+    AUTO_MIN_LENGTH,
+    AUTO_RULE,
+    auto_keywords,
+    auto_min_papers,
+    parse_auto_spec,
+)
 from matminer_clasp.train.keywords import (
     AMCSD_EXTENDED_KEYWORDS,
     AMCSD_KEYWORDS,
@@ -47,7 +61,12 @@ from matminer_clasp.train.keywords import (
     keyword_pattern,
     normalize_text,
 )
-from matminer_clasp.train.metrics import keyword_block, ranking_metrics, retrieval_recall
+from matminer_clasp.train.metrics import (
+    keyword_block,
+    ranking_metrics,
+    retrieval_ranks,
+    retrieval_recall,
+)
 from matminer_clasp.train.report import write_report
 
 # The keyword, metric and report names moved to their own modules; they stay importable from
@@ -87,6 +106,8 @@ def evaluate_embeddings(
     bootstrap: int = 1000,
     seed: int = 0,
     min_papers: int = 3,
+    whole_word: bool = False,
+    ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Compute the report from embeddings (the model-free core of :func:`evaluate_model`).
 
@@ -107,18 +128,24 @@ def evaluate_embeddings(
     min_papers
         Concepts with fewer positive distinct titles (papers) than this in the split are left
         out of the tables and means, and listed under ``skipped_concepts``.
+    whole_word
+        Match concepts as whole words (the ``auto`` keyword set) instead of substrings.
+    ids
+        ``(n,)`` structure ids, stored with the per-item arrays under ``"_items"`` (the input
+        of :func:`~.compare.paired_bootstrap`; not part of ``report.json``). Default: row
+        numbers.
     """
     titles = pd.Series([str(t) for t in label_texts])
     groups = titles.groupby(titles, sort=False).indices
     title_list = list(groups)
-    t_labels = keyword_labels(title_list, keywords)
+    t_labels = keyword_labels(title_list, keywords, whole_word)
     n_papers = {k: int(v.sum()) for k, v in t_labels.items()}
     skipped = {k: n for k, n in n_papers.items() if n < min_papers}
     keywords = {k: v for k, v in keywords.items() if k not in skipped}
     t_labels = {k: v for k, v in t_labels.items() if k not in skipped}
 
     s = _unit(np.asarray(structure_emb, dtype=np.float64))
-    labels = keyword_labels(label_texts, keywords)
+    labels = keyword_labels(label_texts, keywords, whole_word)
     scores = {k: (s @ _unit(np.asarray(keyword_emb[k], float)).T).max(axis=1) for k in keywords}
     report: dict[str, Any] = {"n_structures": int(len(s))}
     report["per_structure"] = keyword_block(scores, labels, bootstrap, seed)
@@ -128,8 +155,23 @@ def evaluate_embeddings(
                 for k in keywords}
     report["n_titles"] = len(title_list)
     report["per_title"] = keyword_block(t_scores, t_labels, bootstrap, seed)
+    items: dict[str, Any] = {
+        "ids": np.asarray([str(i) for i in (range(len(s)) if ids is None else ids)], dtype=str),
+        "group": np.empty(len(s), dtype=np.int64),
+        "concepts": np.asarray(list(keywords), dtype=str),
+        "scores": np.stack([scores[k] for k in keywords], axis=1).astype(np.float32)
+        if keywords else np.zeros((len(s), 0), np.float32),
+        "labels": np.stack([labels[k] for k in keywords], axis=1)
+        if keywords else np.zeros((len(s), 0), bool),
+    }
+    for g, idx in enumerate(groups.values()):
+        items["group"][idx] = g
     if caption_emb is not None and caption_of_structure is not None and len(s):
         report["retrieval"] = retrieval_recall(s, caption_emb, caption_of_structure)
+        s2t, queries, t2s = retrieval_ranks(s, caption_emb, caption_of_structure)
+        items.update(caption_of=np.asarray(caption_of_structure, np.int64), s2t_rank=s2t,
+                     queries=queries, t2s_rank=t2s)
+    report["_items"] = items
     report["keywords"] = {k: list(v) for k, v in keywords.items()}
     report["positive_papers"] = n_papers
     report["skipped_concepts"] = {
@@ -139,6 +181,8 @@ def evaluate_embeddings(
     report["settings"] = {
         "bootstrap_resamples": int(bootstrap), "seed": int(seed), "interval": "percentile 95%",
         "score": "max cosine over the concept's variation strings",
+        "keyword_match": "whole word (plural s/es tolerated)" if whole_word
+        else "substring (official rule)",
         "title_aggregation": "renormalised mean of the unit embeddings of a title's structures",
         "random_baselines": "ROC-AUC 0.5; AP = prevalence; structure->text recall@k = "
         "k/n_distinct; text->structure recall@k = mean of 1-C(n-r,k)/C(n,k)",
@@ -162,26 +206,42 @@ def evaluate_model(
 
     Keyword positives come from ``pairs.meta[label_column]`` (the paper title, as in the official
     evaluation) when that column exists, else from the captions. Retrieval uses the captions.
-    See :func:`evaluate_embeddings` for the returned dict.
+    ``keywords`` may be ``"auto"`` or ``"auto:N"``: the :mod:`.auto_keywords` set of these
+    titles (``min_papers`` is then that of the set). See :func:`evaluate_embeddings` for the
+    returned dict.
     """
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) == 0:
         raise ValueError("evaluate_model got no structures (empty index list)")
-    kw = as_keywords(keywords)
-    graphs = [pairs.graphs[i] for i in idx]
-    structure_emb = model.encode_graphs(graphs, batch_size=batch_size, device=device)
     captions = [pairs.captions[i] for i in idx]
     meta = getattr(pairs, "meta", None)
     if meta is not None and label_column in getattr(meta, "columns", ()):
         label_texts = [str(meta[label_column].iloc[i]) for i in idx]
     else:
         label_texts = captions
+    auto_n = parse_auto_spec(keywords) if isinstance(keywords, str) else None
+    if auto_n is not None:
+        min_papers = auto_min_papers(len(set(label_texts)), auto_n)
+        kw: dict[str, tuple[str, ...]] = dict(auto_keywords(label_texts, min_papers))
+    elif isinstance(keywords, str):
+        raise ValueError(f"unknown keyword set {keywords!r}; expected auto or auto:N")
+    else:
+        kw = as_keywords(keywords)
+    graphs = [pairs.graphs[i] for i in idx]
+    structure_emb = model.encode_graphs(graphs, batch_size=batch_size, device=device)
     distinct, caption_of = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
     caption_emb = model.encode_texts(list(distinct), batch_size=batch_size, device=device)
     keyword_emb = {k: model.encode_texts(list(v), device=device) for k, v in kw.items()}
     report = evaluate_embeddings(structure_emb, label_texts, keyword_emb, kw, caption_emb,
-                                 caption_of, bootstrap, seed, min_papers=min_papers)
+                                 caption_of, bootstrap, seed, min_papers=min_papers,
+                                 whole_word=auto_n is not None,
+                                 ids=[str(pairs.ids[i]) for i in idx])
     report["label_source"] = label_column if label_texts is not captions else "caption"
+    if auto_n is not None:
+        how = f"auto:{auto_n}" if auto_n else "2 % of the split's distinct titles, at least 5"
+        report["keyword_set"] = {
+            "name": str(keywords), "min_papers": min_papers,
+            "rule": AUTO_RULE.format(length=AUTO_MIN_LENGTH, n=min_papers, how=how)}
     return report
 
 
@@ -199,7 +259,10 @@ def add_evaluate_arguments(parser: Any) -> Any:
     parser.add_argument("--keywords", nargs="*", default=None,
                         help="concepts to test, or one preset name: amcsd (the bundled "
                              "model's report and targets), amcsd-extended (plus process and "
-                             "topic words), paper (the paper's six), all (default)")
+                             "topic words), paper (the paper's six), all (default), auto "
+                             "(every title word of the split with positive papers in >= 2 %% "
+                             "of its titles, at least 5; chosen by nobody) or auto:N (>= N "
+                             "positive papers)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -237,15 +300,22 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
         pairs = load_pairs(config.data, model.config)
         indices = np.arange(len(pairs.ids)) if args.split == "all" else (
             split_indices(pairs, config.data)[args.split])
-    keywords = None
+    keywords: Any = None
     names = getattr(args, "keywords", None)
     if names and len(names) == 1 and names[0] in KEYWORD_PRESETS:
         keywords = KEYWORD_PRESETS[names[0]]
+    elif names and len(names) == 1 and parse_auto_spec(names[0]) is not None:
+        keywords = names[0]
     elif names:
         keywords = {k: DEFAULT_KEYWORDS.get(k, (k,)) for k in names}
     report = evaluate_model(model, pairs, indices, keywords, bootstrap=args.bootstrap,
                             seed=args.seed, batch_size=getattr(args, "batch_size", 64),
                             device=getattr(args, "device", None))
     report["model"], report["split"] = str(args.model), args.split
-    write_report(report, args.out)
+    report["split_seed"] = int(config.data.seed)
+    report["split_definition"] = {"config": str(config_path), "kind": config.data.split,
+                                  "fractions": list(config.data.fractions),
+                                  "seed": int(config.data.seed),
+                                  "ids_file": config.data.ids_file}
+    write_report(report, args.out)  # report.json, report.md and items.npz
     return report

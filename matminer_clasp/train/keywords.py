@@ -102,16 +102,23 @@ KEYWORD_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     "all": DEFAULT_KEYWORDS,
 }
 
+#: Word boundaries of ``whole_word`` matching: no (Unicode) letter just before / after.
+_NO_LETTER_BEFORE, _NO_LETTER_AFTER = r"(?<![^\W\d_])", r"(?![^\W\d_])"
+
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2212"})
 
 
-def normalize_text(text: str) -> str:
-    """Lower-case, map Unicode dashes to ``-``, then delete hyphens and collapse whitespace."""
-    text = str(text).translate(_DASHES).lower().replace("-", "")
+def normalize_text(text: str, hyphen_as_space: bool = False) -> str:
+    """Lower-case, map Unicode dashes to ``-``, then delete hyphens and collapse whitespace.
+
+    With ``hyphen_as_space`` (the whole-word rule) a hyphen becomes a space instead, so that
+    *garnet-type* contains the word *garnet*.
+    """
+    text = str(text).translate(_DASHES).lower().replace("-", " " if hyphen_as_space else "")
     return re.sub(r"\s+", " ", text).strip()
 
 
-def keyword_pattern(keyword: str) -> re.Pattern[str]:
+def keyword_pattern(keyword: str, whole_word: bool = False) -> re.Pattern[str]:
     """Compile the matching rule of one keyword (applied to :func:`normalize_text` output).
 
     Rules: case-insensitive substring match (as in the official script, so ``"magnetic"`` is
@@ -121,6 +128,11 @@ def keyword_pattern(keyword: str) -> re.Pattern[str]:
     contains ``"thermoelectric"``); a plural keyword also finds its singular (``"spinels"``,
     ``"batteries"`` find ``"spinel"``, ``"battery"``) and a keyword ending in ``y`` finds the
     ``-ies`` plural.
+
+    With ``whole_word=True`` (the rule of the ``auto`` keyword set, :mod:`.auto_keywords`) the
+    match must start and end at a word boundary (no letter before or after it), a plural ``s``
+    or ``es`` excepted: ``"mica"`` then finds ``"micas"`` but not ``"chemical"``;
+    :func:`keyword_labels` then reads hyphens as spaces (``"garnet"`` finds ``"garnet-type"``).
     """
     words = [w for w in re.split(r"[\s\-]+", keyword.translate(_DASHES).lower()) if w]
     if not words:
@@ -134,7 +146,10 @@ def keyword_pattern(keyword: str) -> re.Pattern[str]:
         tail = re.escape(last[:-1])
     else:
         tail = re.escape(last)
-    return re.compile(" ?".join([*map(re.escape, words[:-1]), tail]))
+    body = " ?".join([*map(re.escape, words[:-1]), tail])
+    if whole_word:
+        body = rf"{_NO_LETTER_BEFORE}{body}(?:e?s)?{_NO_LETTER_AFTER}"
+    return re.compile(body)
 
 
 def as_keywords(
@@ -153,20 +168,28 @@ def as_keywords(
 
 
 def keyword_labels(
-    texts: Sequence[str], keywords: Mapping[str, Sequence[str]] | Sequence[str] | None = None
+    texts: Sequence[str],
+    keywords: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+    whole_word: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Boolean positives per concept: the text matches any of the concept's variations."""
-    normalized = [normalize_text(t) for t in texts]
+    """Boolean positives per concept: the text matches any of the concept's variations.
+
+    ``whole_word`` selects the whole-word rule of :func:`keyword_pattern`, applied to the text
+    with hyphens read as spaces (``normalize_text(t, hyphen_as_space=True)``).
+    """
+    normalized = [normalize_text(t, hyphen_as_space=whole_word) for t in texts]
     out = {}
     for concept, variations in as_keywords(keywords).items():
-        patterns = [keyword_pattern(v) for v in variations]
+        patterns = [keyword_pattern(v, whole_word) for v in variations]
         out[concept] = np.array([any(p.search(t) for p in patterns) for t in normalized], bool)
     return out
 
 
 def keyword_counts(
-    titles: Sequence[str], keywords: Mapping[str, Sequence[str]] | Sequence[str] | None = None
+    titles: Sequence[str],
+    keywords: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+    whole_word: bool = False,
 ) -> pd.Series:
     """Number of titles matching each concept, largest first (to pick concepts with >= 50)."""
-    labels = keyword_labels(titles, keywords)
+    labels = keyword_labels(titles, keywords, whole_word)
     return pd.Series({k: int(v.sum()) for k, v in labels.items()}).sort_values(ascending=False)

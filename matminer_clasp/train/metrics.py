@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ranking_metrics", "keyword_block", "retrieval_recall"]
+__all__ = ["ranking_metrics", "keyword_block", "retrieval_recall", "retrieval_ranks"]
 
 
 def ranking_metrics(
@@ -174,11 +174,40 @@ def retrieval_recall(
         with its caption is in the top ``k`` (ties broken in the query's favour), and ``m'`` is
         the number of distinct captions that occur.
     """
+    cap = np.asarray(caption_of_structure, dtype=np.int64)
+    n, m = len(structure_emb), len(caption_emb)
+    ks = [int(k) for k in ks]
+    s2t_rank, queries, t2s_rank = retrieval_ranks(structure_emb, caption_emb, cap, chunk)
+    sizes = np.bincount(cap, minlength=m)[queries]
+    out = {"text_to_structure": {"n_queries": int(len(queries))},
+           "structure_to_text": {"n_queries": int(n), "n_candidates": int(m)}}
+    for k in ks:
+        out["text_to_structure"][f"recall@{k}"] = float(np.mean(t2s_rank < k)) if n else math.nan
+        out["text_to_structure"][f"random@{k}"] = float(np.mean([_p_any(n, r, k) for r in sizes]))
+        out["structure_to_text"][f"recall@{k}"] = float(np.mean(s2t_rank < k)) if n else math.nan
+        out["structure_to_text"][f"random@{k}"] = min(1.0, k / m) if m else math.nan
+    return out
+
+
+def retrieval_ranks(
+    structure_emb: np.ndarray,
+    caption_emb: np.ndarray,
+    caption_of_structure: np.ndarray,
+    chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranks behind :func:`retrieval_recall` (0 = first; a hit at k is ``rank < k``).
+
+    Returns
+    -------
+    (s2t_rank, queries, t2s_rank)
+        ``(n,)`` rank of each structure's own caption among the distinct captions; ``(m',)``
+        indices of the captions that occur (the text queries); ``(m',)`` rank of the best
+        structure with the query's caption among the other structures (ties in its favour).
+    """
     s = np.asarray(structure_emb, dtype=np.float32)
     t = np.asarray(caption_emb, dtype=np.float32)
     cap = np.asarray(caption_of_structure, dtype=np.int64)
-    n, m = len(s), len(t)
-    ks = [int(k) for k in ks]
+    n = len(s)
     s2t_rank = np.empty(n, dtype=np.int64)
     for start in range(0, n, chunk):
         sim = s[start : start + chunk] @ t.T
@@ -192,15 +221,7 @@ def retrieval_recall(
         relevant = cap[None, :] == q[:, None]
         best = np.where(relevant, sim, -np.inf).max(axis=1)
         t2s_rank[start : start + chunk] = ((sim > best[:, None]) & ~relevant).sum(axis=1)
-    sizes = np.bincount(cap, minlength=m)[queries]
-    out = {"text_to_structure": {"n_queries": int(len(queries))},
-           "structure_to_text": {"n_queries": int(n), "n_candidates": int(m)}}
-    for k in ks:
-        out["text_to_structure"][f"recall@{k}"] = float(np.mean(t2s_rank < k)) if n else math.nan
-        out["text_to_structure"][f"random@{k}"] = float(np.mean([_p_any(n, r, k) for r in sizes]))
-        out["structure_to_text"][f"recall@{k}"] = float(np.mean(s2t_rank < k)) if n else math.nan
-        out["structure_to_text"][f"random@{k}"] = min(1.0, k / m) if m else math.nan
-    return out
+    return s2t_rank, queries, t2s_rank
 
 
 def _p_any(n: int, r: int, k: int) -> float:

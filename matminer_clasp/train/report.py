@@ -48,10 +48,17 @@ def write_report(report: Mapping[str, Any], folder: str | Path) -> tuple[Path, P
     -------
     (pathlib.Path, pathlib.Path)
         ``report.json`` (non-finite numbers as ``null``) and ``report.md`` (keyword tables per
-        unit of analysis, then retrieval).
+        unit of analysis, then retrieval). The per-item arrays under ``"_items"``, if any, go
+        to ``items.npz`` (:func:`~matminer_clasp.train.compare.save_items`), not to the JSON.
     """
+    from matminer_clasp.train.compare import save_items
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    items = report.get("_items")
+    report = {k: v for k, v in report.items() if k != "_items"}
+    if items is not None:
+        save_items(items, folder)
 
     json_path = folder / "report.json"
     json_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")

@@ -1,0 +1,273 @@
+"""The evaluation protocol of the next default model: the ``auto`` keyword set, per-item arrays,
+the paired bootstrap (``matminer-clasp compare``) and the split seed in the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from matminer_clasp import cli
+from matminer_clasp.train.auto_keywords import (
+    AUTO_STOP_WORDS,
+    auto_keywords,
+    auto_min_papers,
+    parse_auto_spec,
+    title_forms,
+    title_words,
+)
+from matminer_clasp.train.compare import (
+    ITEMS_FILE,
+    format_comparison,
+    load_items,
+    paired_bootstrap,
+    save_items,
+)
+from matminer_clasp.train.evaluate import evaluate_embeddings
+from matminer_clasp.train.keywords import keyword_labels
+
+# ------------------------------------------------------------------------- auto keyword set
+
+
+def test_auto_spec_and_threshold():
+    assert parse_auto_spec("auto") == 0  # the threshold is left to auto_min_papers
+    assert parse_auto_spec("auto:5") == 5
+    assert auto_min_papers(393) == 8 and auto_min_papers(1000) == 20  # 2 %, rounded up
+    assert auto_min_papers(100) == 5 and auto_min_papers(0) == 5  # at least 5
+    assert auto_min_papers(1000, 3) == 3
+    assert parse_auto_spec("amcsd") is None
+    for bad in ("auto:", "auto:0", "auto:x", "auto:-3"):
+        with pytest.raises(ValueError, match="auto:N"):
+            parse_auto_spec(bad)
+
+
+def test_title_words_drop_stop_words_short_words_and_formulas():
+    words = title_words("The crystal structure of MgSiO3 garnet and Fe-rich spinels, "
+                        "Verfeinerung der Kristallstruktur von Zirkon: single-crystal "
+                        "refinements")
+    assert words == {"garnet", "ferich", "rich", "spinels", "zirkon"}  # stop-word plurals too
+    assert {"structure", "with", "und", "dans", "xray"} <= AUTO_STOP_WORDS
+    assert title_forms("High-pressure phases of Fe-rich olivine") == {
+        "high-pressure", "high", "pressure", "phases", "fe-rich", "rich", "olivine"}
+
+
+def test_hyphenated_concepts_are_queried_as_written():
+    titles = ([f"High-pressure phase {i}" for i in range(3)] + ["A highpressure polymorph",
+              "Garnet at high pressure", "Pressure and high temperature"])
+    kw = auto_keywords(titles, min_papers=4)
+    assert kw["high-pressure"] == ("high-pressure",)  # the written form, not "highpressure"
+    labels = keyword_labels(titles, kw, whole_word=True)["high-pressure"]
+    assert labels.tolist() == [True] * 5 + [False]
+
+
+def test_whole_word_matching_with_plurals():
+    titles = ["Chemical zoning in micas", "The mica group", "Anhydrous phases",
+              "Garnets from Norway", "A garnet", "Garnetite", "Garnet-type Li7La3Zr2O12"]
+    labels = keyword_labels(titles, ["mica", "hydrous", "garnet"], whole_word=True)
+    assert np.flatnonzero(labels["mica"]).tolist() == [0, 1]
+    assert not labels["hydrous"].any()
+    assert np.flatnonzero(labels["garnet"]).tolist() == [3, 4, 6]  # hyphen = word break
+    # the official substring rule finds mica in "chemical" and garnet in "garnetite"
+    assert keyword_labels(titles, ["mica"])["mica"][0]
+    assert keyword_labels(titles, ["garnet"])["garnet"][5]
+
+
+def test_auto_keywords_rule():
+    titles = ([f"Garnet number {i}" for i in range(3)] + [f"garnets in rock {i}" for i in range(2)]
+              + [f"Spinel phase {i}" for i in range(4)] + ["Olivine", "olivine"]
+              + ["Garnet number 0"] * 5)  # duplicates count once (papers, not structures)
+    kw = auto_keywords(titles, min_papers=4)
+    # garnet + garnets: one concept, 5 papers, named by its most frequent form
+    assert kw == {"garnet": ("garnet",), "spinel": ("spinel",), "phase": ("phase",)}
+    assert list(kw)[0] == "garnet"  # most papers first, then alphabetical
+    assert "number" not in auto_keywords(titles, min_papers=4)  # 3 papers
+    assert "number" in auto_keywords(titles, min_papers=3)
+    # papers are distinct title strings, as in the evaluation's per-title groups
+    assert "olivine" in auto_keywords(titles, min_papers=2)
+    assert "olivine" not in auto_keywords(titles, min_papers=3)
+    assert auto_keywords(list(reversed(titles)), min_papers=4) == kw  # order-free
+    assert auto_keywords([], min_papers=1) == {}
+    # default threshold: 2 % of 16 distinct titles is below the floor of 5 papers
+    assert auto_keywords(titles) == auto_keywords(titles, min_papers=5) == {"garnet": ("garnet",)}
+
+
+# ------------------------------------------------------------------------- paired bootstrap
+
+
+def _toy(rng, n_titles=60, per_title=3, quality=1.0):
+    """Embeddings of a model whose structures point at their concept with strength quality."""
+    n = n_titles * per_title
+    concept = np.repeat(rng.integers(0, 3, n_titles), per_title)
+    names = ["garnet", "spinel", "olivine"]
+    titles = [f"{names[c]} paper {i // per_title}" for i, c in enumerate(concept)]
+    basis = np.eye(8)[:3]
+    emb = quality * basis[concept] + rng.normal(size=(n, 8))
+    kw = {k: (k,) for k in names}
+    kw_emb = {k: basis[j][None, :] for j, k in enumerate(names)}
+    cap_of = np.repeat(np.arange(n_titles), per_title)
+    cap_emb = rng.normal(size=(n_titles, 8)) + quality * basis[concept[::per_title]]
+    return emb, titles, kw_emb, kw, cap_emb, cap_of
+
+
+def _items(quality, seed=0):
+    emb, titles, kw_emb, kw, cap_emb, cap_of = _toy(np.random.default_rng(seed), quality=quality)
+    report = evaluate_embeddings(emb, titles, kw_emb, kw, cap_emb, cap_of, bootstrap=0,
+                                 min_papers=1)
+    return report, report["_items"]
+
+
+def test_items_reproduce_the_report_at_unit_weights():
+    report, items = _items(quality=2.0)
+    assert items["scores"].shape == (180, 3) and items["labels"].dtype == bool
+    assert len(np.unique(items["group"])) == report["n_titles"] == 60
+    same = paired_bootstrap(items, items, n_boot=50, seed=1)
+    m = same["metrics"]
+    assert m["roc_auc"]["a"] == pytest.approx(report["per_structure"]["mean"]["roc_auc"])
+    assert m["ap"]["a"] == pytest.approx(report["per_structure"]["mean"]["ap"])
+    r = report["retrieval"]
+    assert m["text_to_structure_recall@10"]["a"] == pytest.approx(
+        r["text_to_structure"]["recall@10"])
+    assert m["structure_to_text_recall@10"]["a"] == pytest.approx(
+        r["structure_to_text"]["recall@10"])
+    for row in m.values():  # a model against itself: zero difference on every resample
+        assert row["diff"] == 0 and row["diff_ci95"] == [0.0, 0.0]
+
+
+def test_better_model_wins_with_an_interval_that_excludes_zero():
+    _, good = _items(quality=3.0, seed=5)
+    _, bad = _items(quality=0.3, seed=5)
+    bad["labels"], bad["ids"] = good["labels"], good["ids"]  # same structures and labels
+    for resample in ("title", "structure"):
+        out = paired_bootstrap(good, bad, n_boot=200, seed=0, resample=resample)
+        auc = out["metrics"]["roc_auc"]
+        assert auc["diff"] > 0.2 and auc["diff_ci95"][0] > 0
+        assert auc["p_a_not_better"] == 0.0
+        assert out["settings"]["resample"] == resample
+    flipped = paired_bootstrap(bad, good, n_boot=200, seed=0)["metrics"]["roc_auc"]
+    assert flipped["diff_ci95"][1] < 0 and flipped["p_a_not_better"] == 1.0
+    # seeded: the same call gives the same interval
+    again = paired_bootstrap(good, bad, n_boot=200, seed=0)
+    assert again["metrics"]["ap"]["diff_ci95"] == paired_bootstrap(
+        good, bad, n_boot=200, seed=0)["metrics"]["ap"]["diff_ci95"]
+    text = format_comparison(again)
+    assert "| roc_auc |" in text and "paired bootstrap over titles" in text
+
+
+def test_title_resampling_is_wider_than_structure_resampling_for_clustered_items():
+    # structures of one paper share their error: resampling them one by one understates it
+    _, a = _items(quality=1.0, seed=11)
+    b = {k: v.copy() for k, v in a.items()}
+    noise = np.random.default_rng(3).normal(scale=0.8, size=(60, 3))
+    b["scores"] = (b["scores"] + noise[b["group"]]).astype(np.float32)
+    width = {}
+    for resample in ("title", "structure"):
+        ci = paired_bootstrap(a, b, n_boot=400, seed=2, resample=resample)["metrics"]["roc_auc"]
+        width[resample] = ci["diff_ci95"][1] - ci["diff_ci95"][0]
+    assert width["title"] > width["structure"]
+
+
+def test_sides_with_several_runs_are_averaged_per_resample():
+    _, good = _items(quality=3.0, seed=5)
+    _, bad = _items(quality=0.3, seed=5)
+    _, mid = _items(quality=1.0, seed=5)
+    for runs in (bad, mid):
+        runs["labels"], runs["ids"] = good["labels"], good["ids"]
+    single = {k: paired_bootstrap(good, b, n_boot=100, seed=4)["metrics"] for k, b in
+              (("bad", bad), ("mid", mid))}
+    both = paired_bootstrap([good, good], [bad, mid], n_boot=100, seed=4)
+    for name, row in both["metrics"].items():
+        assert row["b"] == pytest.approx((single["bad"][name]["b"] + single["mid"][name]["b"]) / 2)
+        assert row["diff"] == pytest.approx(
+            (single["bad"][name]["diff"] + single["mid"][name]["diff"]) / 2)
+    assert both["settings"]["n_runs_a"] == 2 and both["settings"]["n_runs_b"] == 2
+    assert "mean of 2 vs 2 runs" in format_comparison(both)
+    with pytest.raises(ValueError, match="at least one"):
+        paired_bootstrap([], [bad], n_boot=5)
+
+
+def test_mismatched_evaluations_are_refused():
+    _, a = _items(quality=1.0)
+    b = {k: v.copy() for k, v in a.items()}
+    b["ids"] = b["ids"][::-1].copy()
+    with pytest.raises(ValueError, match="same structures"):
+        paired_bootstrap(a, b, n_boot=5)
+    c = {k: v.copy() for k, v in a.items()}
+    c["concepts"] = np.asarray(["x", "y", "z"])
+    with pytest.raises(ValueError, match="different keyword concepts"):
+        paired_bootstrap(a, c, n_boot=5)
+    with pytest.raises(ValueError, match="resample"):
+        paired_bootstrap(a, a, n_boot=5, resample="paper")
+
+
+def test_items_round_trip_without_pickle(tmp_path):
+    _, items = _items(quality=1.0)
+    path = save_items(items, tmp_path)
+    assert path.name == ITEMS_FILE
+    back = load_items(tmp_path)
+    for key, value in items.items():
+        assert np.array_equal(back[key], value), key
+    with pytest.raises(FileNotFoundError, match="rerun"):
+        load_items(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------ the commands end to end
+
+
+@pytest.fixture()
+def table_config(tmp_path, structures):
+    names = ["rocksalt", "diamond", "hexagonal", "triclinic"]
+    families = ["garnet", "spinel", "perovskite"]  # words of the tiny vocabulary
+    rows = [{"structure": structures[names[i % 4]].as_dict(),
+             "caption": f"{families[i % 3]} oxide {i}", "name": f"s{i}"} for i in range(36)]
+    table = tmp_path / "pairs.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {"data": {"source": "table", "path": str(table), "id_column": "name",
+                       "split": "grouped", "fractions": [0.2, 0.8, 0.0], "seed": 2026,
+                       "n_jobs": 1, "cache_dir": str(tmp_path / "cache")},
+              "output_dir": str(tmp_path / "run")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_evaluate_val_auto_then_compare(tmp_path, tiny_model_dir, table_config, capsys):
+    from tests.conftest import make_tiny_model
+
+    other = tmp_path / "other"
+    make_tiny_model(tmp_path / "other-src", seed=3).save_pretrained(other)
+    outs = []
+    for name, model in (("a", tiny_model_dir), ("b", other)):
+        out = tmp_path / f"eval-{name}"
+        argv = ["evaluate", str(model), "--config", str(table_config), "--split", "val",
+                "--keywords", "auto:3", "--bootstrap", "20", "--out", str(out)]
+        assert cli.main(argv) == 0
+        outs.append(out)
+    report = json.loads((outs[0] / "report.json").read_text())
+    assert report["split"] == "val" and report["split_seed"] == 2026
+    assert report["split_definition"]["fractions"] == [0.2, 0.8, 0.0]
+    assert report["keyword_set"]["name"] == "auto:3"
+    assert report["settings"]["keyword_match"].startswith("whole word")
+    # 36 captions, each its own group: about 80 % of them in val, all three families >= 3 papers
+    assert set(report["per_structure"]["concepts"]) == {"garnet", "spinel", "perovskite", "oxide"}
+    assert "_items" not in report and (outs[0] / ITEMS_FILE).is_file()
+    capsys.readouterr()
+    result_file = tmp_path / "cmp" / "compare.json"
+    assert cli.main(["compare", str(outs[0]), str(outs[1]), "--bootstrap", "50",
+                     "--out", str(result_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "| roc_auc |" in printed and "text_to_structure_recall@10" in printed
+    result = json.loads(result_file.read_text())
+    assert result["a_split_seed"] == 2026 and result["settings"]["resample"] == "title"
+    # a side may be several runs (comma-separated folders), averaged
+    assert cli.main(["compare", f"{outs[0]},{outs[1]}", str(outs[1]), "--bootstrap", "20"]) == 0
+    assert "mean of 2 vs 1 runs" in capsys.readouterr().out
+    assert result["metrics"]["roc_auc"]["a"] == pytest.approx(
+        report["per_structure"]["mean"]["roc_auc"])
+    # a report of another split cannot be compared
+    out_test = tmp_path / "eval-train"
+    assert cli.main(["evaluate", str(other), "--config", str(table_config), "--split", "train",
+                     "--keywords", "auto:1", "--bootstrap", "0", "--out", str(out_test)]) == 0
+    assert cli.main(["compare", str(outs[0]), str(out_test)]) == 2
+    assert "same structures" in capsys.readouterr().err
