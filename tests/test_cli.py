@@ -172,10 +172,10 @@ def test_table_inputs(structures, model_args, tmp_path, capsys):
     pd.DataFrame(rows).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
     for name in ("t.jsonl", "t.parquet"):
-        code, out, err = run(["embed", tmp_path / name, tmp_path / "o.parquet", *model_args],
-                             capsys)
+        out_file = tmp_path / f"o-{name}.parquet"
+        code, out, err = run(["embed", tmp_path / name, out_file, *model_args], capsys)
         assert code == 0, err
-        table = pd.read_parquet(tmp_path / "o.parquet")
+        table = pd.read_parquet(out_file)
         assert table["id"].tolist() == [*names, "junk"]
         assert table["error"].notna().tolist() == [False] * 5 + [True]
 

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output .parquet (id, formula, error, clasp_0 ... clasp_{dim-1})")
     p.add_argument("--shard", type=parse_shard, metavar="I/N",
                    help="only the I-th (from 0) of N contiguous shards, for job arrays")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _common(p)
     p.set_defaults(func=cmd_embed)
 

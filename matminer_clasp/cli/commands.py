@@ -22,12 +22,17 @@ from matminer_clasp.cli.corpus import (
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    """``embed INPUT OUT.parquet``."""
+    """``embed INPUT OUT.parquet``: refuses an existing OUT unless ``--overwrite``."""
     import numpy as np
     import pandas as pd
 
+    from matminer_clasp.atomic import write_file_atomic
     from matminer_clasp.inputs import reduced_formula
 
+    out_path = Path(args.out).expanduser()
+    if out_path.exists() and not args.overwrite:
+        raise CliInputError(f"{out_path} exists: refusing to overwrite it (pass --overwrite to "
+                            "replace it, or choose another file)")
     records = read_records(args.input, args.shard, args.recursive)
     model = load_cli_model(args)
     readable = records["structure"].notna().to_numpy()
@@ -52,8 +57,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         axis=1,
     )
     table["id"] = table["id"].astype(str)
-    Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(args.out, index=False)
+    write_file_atomic(out_path, table.to_parquet(index=False))  # never a half-written table
     bad = pd.notna(errors)
     warn_skipped(list(zip(table["id"][bad], errors[bad])), len(table), where="the 'error' column")
     print(f"embedded {len(table) - int(bad.sum())}/{len(table)} structures "

@@ -74,7 +74,7 @@ def test_partial_failure_exit_codes(folders, rel_model_dir, tmp_path, capsys):
     base = ["embed", mixed, tmp_path / "e.parquet", "--model", rel_model_dir]
     code, out, err = run(base, capsys)
     assert code == 0 and "2/4" in out and "og" in err
-    code, _, err = run([*base, "--strict"], capsys)
+    code, _, err = run([*base, "--strict", "--overwrite"], capsys)
     assert code == 1 and "(--strict)" in err
     code, _, err = run(["screen", "garnet", mixed, "--model", rel_model_dir, "--strict"], capsys)
     assert code == 1
@@ -159,3 +159,16 @@ def test_index_rebuild_in_place_is_atomic(folders, rel_model_dir, tmp_path, caps
         assert code == 0, err
     assert sorted(EmbeddingIndex.load(out).metadata["id"]) == ["cu", "nacl"]
     assert [p.name for p in tmp_path.iterdir()] == ["ix"]  # no temporary or old folder left
+
+
+def test_embed_never_overwrites_a_table_without_being_asked(folders, rel_model_dir, tmp_path,
+                                                           capsys):
+    mixed, _ = folders
+    out = tmp_path / "e.parquet"
+    out.write_bytes(b"a table from last week")
+    code, _, err = run(["embed", mixed, out, "--model", rel_model_dir], capsys)
+    assert code == 2 and f"{out} exists: refusing to overwrite it" in err
+    assert out.read_bytes() == b"a table from last week"
+    code, _, _ = run(["embed", mixed, out, "--model", rel_model_dir, "--overwrite"], capsys)
+    assert code == 0 and len(pd.read_parquet(out)) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["e.parquet"]  # no temporary file left
