@@ -149,6 +149,10 @@ BAD = [
     ("get", "/api/structure/..%2F..%2Fetc%2Fpasswd", None, 404, "no structure with id"),
     ("get", "/api/structure/%2Fetc%2Fpasswd", None, 404, "no structure with id"),
     ("get", "/api/nothing-here", None, 404, "Not Found"),
+    # texts the model cannot read: a 4xx from the model's own text check, never a 500
+    ("get", "/api/search?q=%E2%80%8B%E2%80%8B", None, 422, "no visible character"),
+    ("post", "/api/search", {"queries": ["garnet", "\u200b"]}, 422, "no visible character"),
+    ("post", "/api/classify", {"labels": ["garnet", "\u200b"]}, 422, "no visible character"),
 ]
 
 
@@ -337,6 +341,35 @@ def test_batcher_groups_waiting_queries_into_one_forward_pass():
             scores, pos = fut.result(10)
             assert pos[0, 0] == len(["bb", "ccc", "bb"][i % 3]) % 4 and pos.shape == (1, 2)
         assert len(calls) == 2 and sorted(calls[1]) == ["bb", "ccc"]  # distinct texts, once
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_one_bad_query_fails_alone_and_gone_callers_are_skipped():
+    gate, calls = threading.Event(), []
+
+    def encode(texts):
+        calls.append(list(texts))
+        gate.wait(10)
+        if "bad" in texts:
+            raise ValueError("text 0: unreadable")
+        return np.ones((len(texts), 2), np.float32)
+
+    batcher = QueryBatcher(encode, lambda q, k: (q[:, :k], np.zeros((len(q), k), np.int64)),
+                           threading.Lock(), max_batch=64)
+    try:
+        first = batcher.submit(["warm"], 1)
+        while not calls:
+            time.sleep(0.01)
+        good, bad, gone = (batcher.submit([t], 1) for t in ("good", "bad", "gone"))
+        gone.cancel()  # its caller went away while it waited
+        gate.set()
+        first.result(10)
+        assert good.result(10)[1].shape == (1, 1)
+        with pytest.raises(ValueError, match="unreadable"):
+            bad.result(10)
+        assert gone.cancelled() and not any("gone" in c for c in calls)
     finally:
         gate.set()
         batcher.close()

@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from matminer_clasp.errors import InvalidTextError
 from matminer_clasp.serve.cifs import CifNotAvailable
 from matminer_clasp.serve.service import SearchService, ServeLimits
 
@@ -216,6 +217,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(InvalidTextError)
+    async def invalid_text(_: Request, exc: InvalidTextError) -> JSONResponse:
+        # a query or label the text model cannot read (zero-width, emoji-only, ...)
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

@@ -101,12 +101,20 @@ class QueryBatcher:
             jobs = self._take()
             if jobs is None:
                 return
+            jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+            if not jobs:  # every caller of this batch has gone
+                continue
             try:
                 self._answer(jobs)
-            except BaseException as exc:  # noqa: BLE001 - every waiting request gets the error
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            except BaseException as exc:  # noqa: BLE001 - the waiting requests get the error
+                if len(jobs) == 1:
+                    jobs[0].future.set_exception(exc)
+                    continue
+                for job in jobs:  # one bad query must not fail the others of its batch
+                    try:
+                        self._answer([job])
+                    except BaseException as one:  # noqa: BLE001
+                        job.future.set_exception(one)
 
     def _answer(self, jobs: list[_Job]) -> None:
         distinct = list(dict.fromkeys(t for job in jobs for t in job.texts))

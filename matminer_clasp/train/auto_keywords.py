@@ -165,8 +165,14 @@ def title_words(title: str, min_length: int = AUTO_MIN_LENGTH) -> set[str]:
 
 
 def _canonical(forms: Iterable[tuple[str, int]]) -> str:
-    """The most frequent form; ties: the shorter, then the alphabetically first."""
-    return min(forms, key=lambda item: (-item[1], len(item[0]), item[0]))[0]
+    """The form that names (and queries) a concept.
+
+    A hyphenated form when the concept has one: its rule matches every spelling of the group
+    (``high-pressure`` finds *high pressure* and *highpressure*; ``highpressure`` would find
+    only itself). Then the most frequent form; ties: the shorter, then the alphabetically first.
+    """
+    return min(forms, key=lambda item: ("-" not in item[0], -item[1], len(item[0]),
+                                        item[0]))[0]
 
 
 def auto_keywords(

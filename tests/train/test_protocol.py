@@ -271,3 +271,13 @@ def test_evaluate_val_auto_then_compare(tmp_path, tiny_model_dir, table_config, 
                      "--keywords", "auto:1", "--bootstrap", "0", "--out", str(out_test)]) == 0
     assert cli.main(["compare", str(outs[0]), str(out_test)]) == 2
     assert "same structures" in capsys.readouterr().err
+
+
+def test_a_concept_is_named_by_a_form_that_finds_all_its_spellings():
+    # "highpressure" is the most frequent spelling, but only "high-pressure" finds all five
+    titles = ([f"A highpressure polymorph {i}" for i in range(3)]
+              + ["High-pressure phase 1", "High-pressure phase 2", "Low temperature"])
+    kw = auto_keywords(titles, min_papers=4)
+    assert "high-pressure" in kw and "highpressure" not in kw
+    labels = keyword_labels(titles, kw, whole_word=True)["high-pressure"]
+    assert labels.tolist() == [True] * 5 + [False]
