@@ -60,8 +60,10 @@ def test_a_dead_worker_costs_only_time(tiny_model, structures):
 def test_stopping_early_leaves_the_workers_usable(tiny_model, structures):
     good = list(structures.values())
     items = good * 2 + [None] + good * 2
-    with pytest.raises(InvalidStructureError, match="structure 10"):
+    with pytest.raises(InvalidStructureError, match="structure 10") as caught:
         tiny_model.encode_structures(items, batch_size=2, graph_workers=1)
+    # handed back at once, although the traceback still holds the call's frame
+    assert caught.value is not None and not any(w.claimed for w in graph_pool._WORKERS)
     out = tiny_model.encode_structures(good * 3, batch_size=2, graph_workers=1)
     np.testing.assert_allclose(out, tiny_model.encode_structures(good * 3, graph_workers=0),
                                atol=1e-6)

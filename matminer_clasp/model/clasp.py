@@ -13,6 +13,7 @@ Follow a text: :meth:`ClaspModel.encode_texts` (from
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import pickle
 from collections.abc import Callable, Iterable, Sequence, Sized
@@ -275,7 +276,9 @@ class ClaspModel(TextEncodingMixin, nn.Module):
             graph_with_notes,
             n_workers,
         )
-        with bar:
+        # closing: an early exit (errors="raise") hands the graph workers back at once, not
+        # when the generator is garbage-collected
+        with bar, contextlib.closing(batches):
             for chunk, built in batches:
                 good = [k for k, g in enumerate(built) if not isinstance(g, Exception)]
                 out = np.full((len(chunk), dim), np.nan, dtype=np.float32)
