@@ -16,10 +16,35 @@ import tempfile
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # there is no way to read it without setting it
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it for an instant, which
+#: other threads could see if it were done at every publication).
+_UMASK = _read_umask()
+
+
+def _as_if_created(path: Path, mode: int) -> None:
+    """Give ``path`` the permissions a plain create would (``mode`` less the umask).
+
+    mkdtemp / mkstemp make private (0700 / 0600) entries, and the rename keeps them: without
+    this a published cache or output would be unreadable to the other users who share it.
+    """
+    os.chmod(path, mode & ~_UMASK)
+
+
 def temp_folder_for(final: Path) -> Path:
-    """A new, empty, private folder beside ``final`` (same file system) to build it in."""
+    """A new, empty folder beside ``final`` (same file system) to build it in.
+
+    Its name is private; its permissions are those of a folder made by ``mkdir``.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _as_if_created(tmp, 0o777)
+    return tmp
 
 
 def publish_folder(tmp: Path, final: Path, replace: bool = False) -> bool:
@@ -67,6 +92,7 @@ def write_file_atomic(path: Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        _as_if_created(Path(name), 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(name, path)
@@ -80,6 +106,7 @@ def temp_file_for(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
+    _as_if_created(Path(name), 0o666)
     return Path(name)
 
 

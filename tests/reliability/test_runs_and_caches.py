@@ -101,6 +101,30 @@ def test_publish_folder_race_and_replace(tmp_path):
     assert [p.name for p in final.parent.iterdir()] == ["thing"]  # no stray temporary folder
 
 
+def test_published_caches_and_outputs_have_the_usual_permissions(tmp_path):
+    """Readable by whoever a plain mkdir / open would let read them (the umask), not 0700."""
+    import importlib
+    import os
+    import stat
+
+    import matminer_clasp.atomic as atomic_mod
+
+    old = os.umask(0o022)
+    try:
+        importlib.reload(atomic_mod)  # reads the umask at import
+        final = tmp_path / "shared" / "index"
+        tmp = atomic_mod.temp_folder_for(final)
+        (tmp / "f").write_text("x")
+        atomic_mod.publish_folder(tmp, final)
+        assert stat.S_IMODE(final.stat().st_mode) == 0o755
+        atomic_mod.write_file_atomic(tmp_path / "t.parquet", b"x")
+        assert stat.S_IMODE((tmp_path / "t.parquet").stat().st_mode) == 0o644
+        assert stat.S_IMODE(atomic_mod.temp_file_for(tmp_path / "u").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+        importlib.reload(atomic_mod)
+
+
 def test_concurrent_amcsd_cache_builders(tmp_path, monkeypatch):
     """Two processes' worth of builders meet at the worst moment: both built, both publish."""
     monkeypatch.setenv("MATMINER_CLASP_CACHE", str(tmp_path / "cache"))
