@@ -6,7 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
-from matminer_clasp.cli.corpus import CliInputError
+from matminer_clasp.cli.corpus import CliInputError, positive_int
 
 
 def add_serve_options(p: argparse.ArgumentParser) -> None:
@@ -15,17 +15,17 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
                    help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 "
                    "exposes the service, without authentication, to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--max-k", type=int, default=100, metavar="K",
+    p.add_argument("--max-k", type=positive_int, default=100, metavar="K",
                    help="largest k a request may ask for (default 100)")
     p.add_argument("--map", default="pca", choices=["pca", "umap", "tsne", "none"],
                    help="2-D embedding map of the page, computed at start-up (default pca)")
     p.add_argument("--structures", metavar="DIR",
                    help="folder the index was built from, to serve its CIFs (default: INPUT "
                    "when it is a folder or file; AMCSD CIFs come from larixite)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="torch / BLAS threads (default: the libraries' own; 1 on a busy "
                    "shared machine)")
-    p.add_argument("--max-batch", type=int, default=64, metavar="N",
+    p.add_argument("--max-batch", type=positive_int, default=64, metavar="N",
                    help="most waiting query texts embedded in one forward pass (default 64; 1 "
                    "answers queries strictly one by one)")
     p.add_argument("--log-level", default="info",

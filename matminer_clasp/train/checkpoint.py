@@ -11,6 +11,7 @@ another number of processes, whose data order would differ.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,14 @@ def check_output_dir(output_dir: Path, resume: bool | str | None) -> None:
     found += [path.name for _, path in _checkpoints(output_dir)][:3]
     if not found:
         return
+    if isinstance(resume, (str, os.PathLike)) and (
+            Path(resume).expanduser().resolve().parent != output_dir.resolve()):
+        raise RunExistsError(
+            f"{output_dir} already holds a training run ({', '.join(found)}) and the checkpoint "
+            f"to resume, {resume}, is not one of its own: resuming would overwrite that run; "
+            "choose an empty --output-dir (or the checkpoint's own run folder); nothing was "
+            "changed"
+        )
     if resume is False or resume is None:
         raise RunExistsError(
             f"{output_dir} already holds a training run ({', '.join(found)}); pass --resume "

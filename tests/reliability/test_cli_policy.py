@@ -90,6 +90,13 @@ def test_top_k_must_be_positive(k, tmp_path, capsys):
     assert "--top-k" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--max-k", "--threads", "--max-batch"])
+def test_serve_counts_must_be_positive(option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--amcsd", option, "0"])
+    assert info.value.code == 2 and option in capsys.readouterr().err
+
+
 def test_top_k_api():
     import numpy as np
 

@@ -62,6 +62,15 @@ def test_second_fit_into_a_finished_run_refuses(tmp_path):
     assert (out / "model.safetensors").read_bytes() == weights
     fit({**cfg, "resume": True, "max_steps": 3}, pairs=pairs, splits=splits)  # continuing is fine
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-3"]
+    # resuming another run's checkpoint into this one would overwrite it: refused
+    other = fit(base_config(tmp_path / "other", init, max_steps=1, checkpoint_every=1),
+                pairs=pairs, splits=splits)
+    weights = (out / "model.safetensors").read_bytes()
+    with pytest.raises(RunExistsError, match="is not one of its own"):
+        fit({**cfg, "resume": str(other / "checkpoint-1"), "max_steps": 4}, pairs=pairs,
+            splits=splits)
+    assert (out / "model.safetensors").read_bytes() == weights
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-3"]
 
 
 def test_pruning_never_deletes_the_checkpoint_being_written(tmp_path):
