@@ -239,8 +239,9 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
         ``"train"``, ``"val"`` or ``"test"``: only the pairs of that side of
         :func:`split_indices`, whose graphs alone are built (a fifth of the work for a test
         split of 20 %). Needs a pinned data set (``data_config.ids_file``), so that the split
-        does not depend on which graphs build; a pinned pair whose graph no longer builds is an
-        error. ``None`` (default): every pair.
+        does not depend on which graphs build. ``None`` (default): every pair. With a pinned
+        data set, a pair whose graph no longer builds is an error either way, so the two give
+        the same split whenever they succeed.
 
     Returns
     -------
@@ -257,6 +258,10 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
         # (placeholders kept or dropped, titles or keywords) reuse the same cache
         ids, graphs, notes = graphs_for_entries(usable, model_config, data_config, root, skipped,
                                                 show_progress_bar)
+        if data_config.ids_file is not None and len(ids) < len(usable):
+            built = set(ids)
+            _refuse_unbuilt_pins(data_config, "", {e["id"]: skipped[e["id"]] for e in usable
+                                                   if e["id"] not in built})
         graph_of = dict(zip(ids, graphs))
         pair_ids, captions, fields = _captioned(ids, by_id, data_config, root, skipped)
     else:
@@ -272,11 +277,7 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
         failed: dict[str, str] = {}
         ids, graphs, notes = graphs_for_entries([by_id[i] for i in pair_ids], model_config,
                                                 data_config, root, failed, show_progress_bar)
-        if failed:
-            first = next(iter(failed.items()))
-            raise ValueError(f"{len(failed)} pinned pairs of {data_config.ids_file} no longer "
-                             f"build a graph, so the {split} split cannot be reproduced "
-                             f"(first: {first[0]}: {first[1]})")
+        _refuse_unbuilt_pins(data_config, f"the {split} split of ", failed)
         graph_of = dict(zip(ids, graphs))
     rows = [{**{k: v for k, v in fields[i].items() if k != "placeholder"},
              "caption": c, "composition_note": notes.get(i, "")}
@@ -287,6 +288,18 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
     report_skipped(skipped, len(entries), f"load_pairs({data_config.source})")
     return PairData(ids=pair_ids, graphs=[graph_of[i] for i in pair_ids], captions=captions,
                     meta=meta, skipped=skipped)
+
+
+def _refuse_unbuilt_pins(data_config: DataConfig, what: str, failed: dict[str, str]) -> None:
+    """A pinned data set is exactly its ids: one whose graph no longer builds is an error.
+
+    (Dropping it would move every later pair to another side of the split.)
+    """
+    if failed:
+        first = next(iter(failed.items()))
+        raise ValueError(f"{len(failed)} pinned pairs of {data_config.ids_file} no longer "
+                         f"build a graph, so {what}the pinned data set cannot be reproduced "
+                         f"(first: {first[0]}: {first[1]})")
 
 
 def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: DataConfig,

@@ -363,3 +363,5 @@ def test_one_split_of_a_pinned_data_set_builds_only_its_graphs(tmp_path, structu
                          cache_dir=str(tmp_path / "c3"), n_jobs=1)
     with pytest.raises(ValueError, match=f"no longer build.*first: {names[0]}"):
         load_pairs(cfg_bad, MODEL, show_progress_bar=False, frame=bad, split="test")
+    with pytest.raises(ValueError, match=f"no longer build.*first: {names[0]}"):
+        load_pairs(cfg_bad, MODEL, show_progress_bar=False, frame=bad)  # the whole set too
