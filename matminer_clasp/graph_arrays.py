@@ -64,7 +64,9 @@ class GraphArrayBuilder:
         """The graph of one structure as arrays, and the policies' notes (``[]`` if none)."""
         self.validate(structure)
         cfg = self.config
-        pairs = self._pairs(structure) if cfg.uses_graph else None
+        # the input cell's neighbour list serves the graph only when that cell is kept; for a
+        # conventional / primitive cell the split-site check is merge_close_sites' own
+        pairs = self._pairs(structure) if cfg.uses_graph and cfg.cell == "as_is" else None
         if pairs is None or (pairs[2].size and float(pairs[2].min()) < cfg.min_distance):
             given = structure  # sites this close: the split-site policy decides
             structure, notes = merge_close_sites(structure, cfg.min_distance)
