@@ -67,7 +67,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """``index (INPUT | --amcsd) --out DIR``."""
-    check_output_folder(args.out, "index", rewritable="index.json")
+    check_output_folder(args.out, "index",
+                        rewritable=("index.json", "embeddings.npy", "metadata.parquet"))
     model = load_cli_model(args)
     if args.amcsd:
         records = amcsd_records(args)

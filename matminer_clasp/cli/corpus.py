@@ -52,12 +52,13 @@ def input_status(args: argparse.Namespace, failed: int, total: int) -> int:
 
 
 def check_output_folder(
-    path: str | os.PathLike[str], what: str, rewritable: str | None = None
+    path: str | os.PathLike[str], what: str, rewritable: tuple[str, ...] = ()
 ) -> None:
     """Refuse to write ``what`` into a folder that holds something else (never overwrite).
 
-    ``rewritable`` names a file that marks a folder this command may rewrite (``index.json``:
-    re-running ``index --out DIR`` is how an index is rebuilt).
+    ``rewritable`` names the files of a folder this command may rewrite (an index's
+    ``index.json``, ``embeddings.npy``, ``metadata.parquet``: re-running ``index --out DIR`` is
+    how an index is rebuilt): a folder holding the first of them and nothing else.
     """
     folder = Path(path).expanduser()
     if not folder.exists():
@@ -65,8 +66,13 @@ def check_output_folder(
     if not folder.is_dir():
         raise CliInputError(f"{folder} exists and is not a folder; choose another place for "
                             f"the {what}")
-    if rewritable is not None and (folder / rewritable).is_file():
-        return
+    if rewritable and (folder / rewritable[0]).is_file():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in rewritable)
+        if not others:
+            return
+        raise CliInputError(f"{folder} holds an index and other files ({', '.join(others[:3])}): "
+                            f"refusing to rebuild the {what} over them (move them or choose "
+                            "another folder)")
     if any(folder.iterdir()):
         raise CliInputError(f"{folder} is not empty: refusing to write the {what} over its files "
                             "(remove them or choose another folder)")

@@ -166,6 +166,11 @@ def test_index_rebuild_in_place_is_atomic(folders, rel_model_dir, tmp_path, caps
         assert code == 0, err
     assert sorted(EmbeddingIndex.load(out).metadata["id"]) == ["cu", "nacl"]
     assert [p.name for p in tmp_path.iterdir()] == ["ix"]  # no temporary or old folder left
+    # a folder holding an index *and* a user's files is not rebuilt over them
+    (out / "notes.txt").write_text("my notes on these hits")
+    code, _, err = run(["index", mixed, "--out", out, "--model", rel_model_dir], capsys)
+    assert code == 2 and "holds an index and other files (notes.txt)" in err
+    assert (out / "notes.txt").read_text() == "my notes on these hits"
 
 
 def test_embed_never_overwrites_a_table_without_being_asked(folders, rel_model_dir, tmp_path,
