@@ -64,6 +64,7 @@ from matminer_clasp.train.keywords import (
 from matminer_clasp.train.metrics import (
     keyword_block,
     ranking_metrics,
+    recall_from_ranks,
     retrieval_ranks,
     retrieval_recall,
 )
@@ -167,8 +168,9 @@ def evaluate_embeddings(
     for g, idx in enumerate(groups.values()):
         items["group"][idx] = g
     if caption_emb is not None and caption_of_structure is not None and len(s):
-        report["retrieval"] = retrieval_recall(s, caption_emb, caption_of_structure)
         s2t, queries, t2s = retrieval_ranks(s, caption_emb, caption_of_structure)
+        report["retrieval"] = recall_from_ranks(s2t, queries, t2s, caption_of_structure,
+                                                len(caption_emb))
         items.update(caption_of=np.asarray(caption_of_structure, np.int64), s2t_rank=s2t,
                      queries=queries, t2s_rank=t2s)
     report["_items"] = items

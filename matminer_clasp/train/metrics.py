@@ -175,9 +175,22 @@ def retrieval_recall(
         the number of distinct captions that occur.
     """
     cap = np.asarray(caption_of_structure, dtype=np.int64)
-    n, m = len(structure_emb), len(caption_emb)
+    ranks = retrieval_ranks(structure_emb, caption_emb, cap, chunk)
+    return recall_from_ranks(*ranks, cap, len(caption_emb), ks)
+
+
+def recall_from_ranks(
+    s2t_rank: np.ndarray,
+    queries: np.ndarray,
+    t2s_rank: np.ndarray,
+    caption_of_structure: np.ndarray,
+    n_captions: int,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, dict[str, float]]:
+    """:func:`retrieval_recall` from the ranks of :func:`retrieval_ranks` (computed once)."""
+    cap = np.asarray(caption_of_structure, dtype=np.int64)
+    n, m = len(s2t_rank), int(n_captions)
     ks = [int(k) for k in ks]
-    s2t_rank, queries, t2s_rank = retrieval_ranks(structure_emb, caption_emb, cap, chunk)
     sizes = np.bincount(cap, minlength=m)[queries]
     out = {"text_to_structure": {"n_queries": int(len(queries))},
            "structure_to_text": {"n_queries": int(n), "n_candidates": int(m)}}
