@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from matminer_clasp.atomic import temp_file_for
+from matminer_clasp.atomic import write_file_atomic
 from matminer_clasp.model.clasp import ClaspModel
 
 __all__ = ["TEXT_FEATURES_NAME", "text_features"]
@@ -97,14 +96,9 @@ def text_features(
             out[torch.as_tensor(idx, device=device)] = feats
     finally:
         tower.train(was_training)
-    if cache_file is not None:  # a private temporary file, then an atomic rename
-        tmp = temp_file_for(cache_file)
-        try:
-            save_file({"features": out.cpu().contiguous()}, str(tmp),
-                      metadata={"fingerprint": fingerprint})
-            os.replace(tmp, cache_file)
-        finally:
-            tmp.unlink(missing_ok=True)
+    if cache_file is not None:  # a temporary file, then an atomic rename
+        write_file_atomic(cache_file, save({"features": out.cpu().contiguous()},
+                                           metadata={"fingerprint": fingerprint}))
     return out
 
 
