@@ -9,6 +9,7 @@ for queries and a :class:`~.cifs.CifSource` for CIFs. Requests then only embed t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -234,8 +235,9 @@ class SearchService:
         return classes, out
 
     # -------------------------------------------------------------- map
-    def map_payload(self) -> dict[str, Any]:
-        """Background points of the embedding map (``x``, ``y``, ``row``), or an empty map."""
+    @functools.cached_property
+    def _map_payload(self) -> dict[str, Any]:
+        """:meth:`map_payload`, built on first use (the map never changes)."""
         if self.xy is None:
             return {"method": None, "n": len(self), "x": [], "y": [], "row": []}
         rows = self.map_sample
@@ -246,6 +248,10 @@ class SearchService:
             "y": np.round(self.xy[rows, 1], 4).tolist(),
             "row": rows.tolist(),
         }
+
+    def map_payload(self) -> dict[str, Any]:
+        """Background points of the embedding map (``x``, ``y``, ``row``), or an empty map."""
+        return self._map_payload
 
 
 def _map_coordinates(emb: np.ndarray, method: str, threads: int | None = None) -> np.ndarray:
