@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from matminer_clasp.config import WEIGHTS_NAME
 from matminer_clasp.errors import RunExistsError
 from matminer_clasp.model.clasp import ClaspModel
-from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
+from matminer_clasp.model.io import TEXT_ENCODER_PREFIX, _read_weights
 from matminer_clasp.model.weights_check import check_tensors
 from matminer_clasp.train.state import load_trainer_state, save_trainer_state
 
@@ -164,9 +163,7 @@ def resume_folder(resume: bool | str | None, output_dir: Path) -> Path | None:
 
 def _load_weights(model: ClaspModel, folder: Path) -> None:
     path = folder / WEIGHTS_NAME
-    with safe_open(str(path), framework="pt") as fh:
-        state = {key: fh.get_tensor(key) for key in fh.keys()}
-        metadata = fh.metadata()
+    state, metadata = _read_weights(path, None)  # an unreadable file is a ModelLoadError
     expected = model.state_dict()
     unknown = sorted(set(state) - set(expected))
     if not unknown:
