@@ -7,6 +7,8 @@ neighbour slots of every atom, and a mean pool over the atoms of each crystal.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch_geometric.data import Batch
@@ -18,7 +20,7 @@ from matminer_clasp.graph import gaussian_centres
 from matminer_clasp.model.heads import CrystalHead
 
 #: Work the members of an ensemble share within one forward pass (see ``CGCNN.forward``).
-Shared = dict[tuple, torch.Tensor]
+Shared = dict[tuple, Any]
 
 
 #: Smallest normal float32; values below it are subnormal.
@@ -56,7 +58,7 @@ class ConvLayer(nn.Module):
     def forward(
         self, h: torch.Tensor, nbr_idx: torch.Tensor, nbr_fea: torch.Tensor
     ) -> torch.Tensor:
-        """Update atom features.
+        """Update atom features (the training path; :meth:`infer` is its fast eval twin).
 
         Parameters
         ----------
@@ -67,8 +69,6 @@ class ConvLayer(nn.Module):
         nbr_fea
             ``(n_atoms, M, nbr_fea_len)`` expanded edge features.
         """
-        if not self.training and not torch.is_grad_enabled():
-            return self._inference(h, nbr_idx, nbr_fea)
         n, m = nbr_idx.shape
         # fc_full(cat[h_i, h_j, e_ij]) split by input block: the atom terms are computed once per
         # atom instead of once per edge, and the (n, m, 2A + F) concatenation is never built.
@@ -83,18 +83,26 @@ class ConvLayer(nn.Module):
         summed = (torch.sigmoid(filt) * nn.functional.softplus(core)).sum(dim=1)
         return nn.functional.softplus(h + self.bn2(summed))
 
-    def _inference(
-        self, h: torch.Tensor, nbr_idx: torch.Tensor, nbr_fea: torch.Tensor
+    def infer(
+        self,
+        h: torch.Tensor,
+        nbr_idx: torch.Tensor,
+        dist_fea: torch.Tensor,
+        dist_idx: torch.Tensor,
     ) -> torch.Tensor:
-        """:meth:`forward` in eval mode without autograd: the same function, fewer passes.
+        """:meth:`forward` in eval mode without autograd: the same function, far less work.
 
-        Eval-mode batch norm is a per-channel affine map, so ``bn1`` is folded into
-        ``fc_full`` and ``bn2`` into one ``addcmul``; every atom's update then depends only on its
-        own row, so the per-edge work runs over blocks of :data:`ATOM_BLOCK` atoms whose
-        ``(block, M, 2A)`` temporaries stay in cache, updated in place. Equal to the training
-        path up to float rounding.
+        The edge features are a function of the distance alone, and a crystal's symmetry makes
+        most of its distances equal: they come as the expansion of each *distinct* distance
+        (``dist_fea``, ``(n_distinct, F)``) and every edge's row in it (``dist_idx``, ``(n,
+        M)``), so the edge block of ``fc_full`` runs once per distinct distance (about 20x fewer
+        rows on AMCSD) and each edge gathers its row. Eval-mode batch norm is a per-channel
+        affine map, so ``bn1`` is folded into ``fc_full`` and ``bn2`` into one ``addcmul``; every
+        atom's update depends only on its own row, so the per-edge work runs over blocks of
+        :data:`ATOM_BLOCK` atoms whose ``(block, M, 2A)`` temporaries stay in cache, updated in
+        place. Equal to :meth:`forward` up to float rounding.
         """
-        n = nbr_idx.shape[0]
+        n, m = nbr_idx.shape
         a = self.atom_fea_len
         scale1, shift1 = _folded(self.bn1)
         scale2, shift2 = _folded(self.bn2)
@@ -102,12 +110,13 @@ class ConvLayer(nn.Module):
         bias = self.fc_full.bias * scale1 + shift1
         centre = nn.functional.linear(h, weight[:, :a], bias)
         neighbour = nn.functional.linear(h, weight[:, a : 2 * a])
-        edge_weight = weight[:, 2 * a :]
+        edge = nn.functional.linear(dist_fea, weight[:, 2 * a :])  # (n_distinct, 2A)
         summed = torch.empty(n, a, dtype=h.dtype, device=h.device)
         for r0 in range(0, n, ATOM_BLOCK):
             r1 = min(r0 + ATOM_BLOCK, n)
-            z = nn.functional.linear(nbr_fea[r0:r1], edge_weight)
-            z += neighbour[nbr_idx[r0:r1]]
+            # index_select on flat indices: about 3x faster than advanced indexing on CPUs
+            z = edge.index_select(0, dist_idx[r0:r1].reshape(-1)).view(r1 - r0, m, 2 * a)
+            z += neighbour.index_select(0, nbr_idx[r0:r1].reshape(-1)).view(r1 - r0, m, 2 * a)
             z += centre[r0:r1].unsqueeze(1)
             filt, core = z.chunk(2, dim=2)
             gate = torch.sigmoid(filt).mul_(nn.functional.softplus(core))
@@ -141,20 +150,35 @@ class CGCNN(nn.Module):
         """Pool the convolved atom features of each crystal in ``batch``.
 
         ``shared`` (from :class:`~matminer_clasp.model.ensemble.EnsembleCrystalTower`) keeps the
-        Gaussian expansion of the batch's distances for the next member with the same settings.
+        batch's distance expansion for the next member with the same settings. In eval mode
+        without autograd the layers take the fast path (:meth:`ConvLayer.infer`).
         """
         n_atoms = batch.x.shape[0]
         nbr_idx = batch.edge_index[1].view(n_atoms, self.max_num_nbr)
-        key = ("nbr_fea", self.max_num_nbr, self.expansion.inv_var, self.expansion.centres.shape)
-        nbr_fea = shared.get(key) if shared is not None else None
-        if nbr_fea is None:
-            nbr_fea = self.expansion(batch.edge_dist.view(n_atoms, self.max_num_nbr))
-            if shared is not None:
-                shared[key] = nbr_fea
         h = self.embedding(batch.x)
-        for conv in self.convs:
-            h = conv(h, nbr_idx, nbr_fea)
+        if not self.training and not torch.is_grad_enabled():
+            dist_fea, dist_idx = self._distinct_expansion(batch, shared)
+            for conv in self.convs:
+                h = conv.infer(h, nbr_idx, dist_fea, dist_idx)
+        else:
+            nbr_fea = self.expansion(batch.edge_dist.view(n_atoms, self.max_num_nbr))
+            for conv in self.convs:
+                h = conv(h, nbr_idx, nbr_fea)
         return global_mean_pool(h, batch.batch, size=batch.num_graphs)
+
+    def _distinct_expansion(
+        self, batch: Batch, shared: Shared | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expansion of the batch's distinct distances, and each edge's row in it ``(n, M)``."""
+        key = ("distinct_expansion", self.max_num_nbr, self.expansion.inv_var,
+               self.expansion.centres.shape)
+        found = shared.get(key) if shared is not None else None
+        if found is None:
+            distinct, index = torch.unique(batch.edge_dist, return_inverse=True)
+            found = (self.expansion(distinct), index.view(-1, self.max_num_nbr))
+            if shared is not None:
+                shared[key] = found
+        return found
 
 
 class CompositionEncoder(nn.Module):
