@@ -104,8 +104,7 @@ class GraphArrayBuilder:
         Computed once per structure: its shortest distance also says whether
         :func:`~matminer_clasp.structures.merge_close_sites` has anything to merge.
         """
-        centres, points, _, dists = structure.get_neighbor_list(self.config.radius)
-        return centres, points, dists
+        return periodic_pairs(structure, self.config.radius)
 
     def _neighbor_list(
         self, structure: IStructure, pairs: tuple[np.ndarray, ...] | None = None
@@ -143,15 +142,53 @@ class GraphArrayBuilder:
         width = max(int(counts.max(initial=0)), m)
         table = np.full((n_atoms, width), np.inf)
         table[centres, rank] = dists
-        order = np.argsort(table, axis=1, kind="stable")[:, :m]
-        nbr_dist = np.take_along_axis(table, order, axis=1)
-        table = np.zeros((n_atoms, width), dtype=np.int64)
-        table[centres, rank] = points
-        nbr_idx = np.take_along_axis(table, order, axis=1)
-        missing = ~np.isfinite(nbr_dist)
-        nbr_dist[missing] = cfg.radius + 1.0
-        nbr_idx[missing] = 0
+        # the m nearest of each row in a stable sort's order (ties keep the list's order), from
+        # a partial sort: every entry up to the row's m-th smallest distance, ties included,
+        # ordered by (row, distance, position); a few more than m per row instead of all
+        cut = np.partition(table, m - 1, axis=1)[:, m - 1 : m]
+        rows, cols = np.nonzero((table <= cut) & np.isfinite(table))
+        values = table[rows, cols]
+        order = np.lexsort((cols, values, rows))
+        rows, cols, values = rows[order], cols[order], values[order]
+        starts = np.searchsorted(rows, np.arange(n_atoms))
+        slot = np.arange(rows.size) - starts[rows]
+        keep = slot < m
+        nbr_dist = np.full((n_atoms, m), cfg.radius + 1.0)
+        nbr_idx = np.zeros((n_atoms, m), dtype=np.int64)
+        index = np.zeros((n_atoms, width), dtype=np.int64)
+        index[centres, rank] = points
+        nbr_dist[rows[keep], slot[keep]] = values[keep]
+        nbr_idx[rows[keep], slot[keep]] = index[rows[keep], cols[keep]]
         return nbr_idx, nbr_dist
+
+
+def periodic_pairs(structure: IStructure, radius: float) -> tuple[np.ndarray, ...]:
+    """``(centres, points, distances)`` of all periodic pairs within ``radius``, self excluded.
+
+    The pairs and their order are those of pymatgen's ``Structure.get_neighbor_list`` (the same
+    ``find_points_in_spheres`` call), without its per-call Python overhead (a list of one
+    boolean per pair, per-site coordinate lookups, the image offsets the graph does not use).
+    """
+    try:
+        from pymatgen.optimization.neighbors import find_points_in_spheres
+    except ImportError:  # pymatgen without its compiled helpers: its own fallback
+        centres, points, _, dists = structure.get_neighbor_list(radius)
+        return centres, points, dists
+    coords = np.ascontiguousarray(structure.cart_coords, dtype=float)
+    centres, points, _, dists = find_points_in_spheres(
+        coords,
+        coords,
+        r=float(radius),
+        pbc=np.ascontiguousarray(structure.pbc, dtype=np.int64),
+        lattice=np.ascontiguousarray(structure.lattice.matrix, dtype=float),
+        tol=NUMERICAL_TOL,
+    )
+    other = (centres != points) | (dists > NUMERICAL_TOL)  # get_neighbor_list's exclude_self
+    return centres[other], points[other], dists[other]
+
+
+#: pymatgen's ``get_neighbor_list`` default ``numerical_tol``.
+NUMERICAL_TOL = 1e-8
 
 
 def build_arrays_or_error(

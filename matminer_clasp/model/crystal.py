@@ -17,6 +17,7 @@ from torch_geometric.nn import global_mean_pool
 from matminer_clasp.atom_features import MAX_Z
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.graph import gaussian_centres
+from matminer_clasp.model.equivalent_atoms import equivalent_atoms
 from matminer_clasp.model.heads import CrystalHead
 
 #: Work the members of an ensemble share within one forward pass (see ``CGCNN.forward``).
@@ -155,16 +156,44 @@ class CGCNN(nn.Module):
         """
         n_atoms = batch.x.shape[0]
         nbr_idx = batch.edge_index[1].view(n_atoms, self.max_num_nbr)
-        h = self.embedding(batch.x)
         if not self.training and not torch.is_grad_enabled():
-            dist_fea, dist_idx = self._distinct_expansion(batch, shared)
-            for conv in self.convs:
-                h = conv.infer(h, nbr_idx, dist_fea, dist_idx)
+            h = self._infer_atoms(batch, nbr_idx, shared)
         else:
             nbr_fea = self.expansion(batch.edge_dist.view(n_atoms, self.max_num_nbr))
+            h = self.embedding(batch.x)
             for conv in self.convs:
                 h = conv(h, nbr_idx, nbr_fea)
         return global_mean_pool(h, batch.batch, size=batch.num_graphs)
+
+    def _infer_atoms(
+        self, batch: Batch, nbr_idx: torch.Tensor, shared: Shared | None
+    ) -> torch.Tensor:
+        """Final ``(n_atoms, atom_fea_len)`` features; each class of equivalent atoms runs once.
+
+        See :mod:`matminer_clasp.model.equivalent_atoms`: the layers run on one representative
+        per class, with its neighbours mapped to their classes, and every atom takes its class's
+        result. Equal to convolving every atom up to float rounding.
+        """
+        dist_fea, dist_idx = self._distinct_expansion(batch, shared)
+        key = ("equivalent_atoms", self.max_num_nbr)
+        if shared is not None and key in shared:
+            found = shared[key]
+        else:
+            found = equivalent_atoms(batch.x, nbr_idx, dist_idx)
+            if shared is not None:
+                shared[key] = found
+        if found is None:  # not verified: every atom is its own class
+            h = self.embedding(batch.x)
+            for conv in self.convs:
+                h = conv.infer(h, nbr_idx, dist_fea, dist_idx)
+            return h
+        reps, classes = found
+        h = self.embedding(batch.x.index_select(0, reps))
+        rep_nbr = classes[nbr_idx.index_select(0, reps)]
+        rep_dist = dist_idx.index_select(0, reps)
+        for conv in self.convs:
+            h = conv.infer(h, rep_nbr, dist_fea, rep_dist)
+        return h.index_select(0, classes)
 
     def _distinct_expansion(
         self, batch: Batch, shared: Shared | None
