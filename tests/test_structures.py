@@ -9,6 +9,8 @@ labels, trace elements, one malformed CIF, and ordinary AMCSD and COD entries.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -214,3 +216,24 @@ def test_moyopy_fast_path_agrees_with_the_spglib_ladder():
         fast = find_spacegroup(structure, need_analyzer=False)
         assert (fast.number, fast.notes) == (full.number, full.notes), path.name
         assert full.analyzer is not None or fast.analyzer is None
+
+
+def test_space_group_of_the_polytype_that_hung_moyopy_returns():
+    """AMCSD 14071 made moyopy (5 degree angle tolerance) run forever: a child process with a
+    deadline, so a regression fails here instead of hanging the suite."""
+    code = (
+        "import sys; from matminer_clasp.structures import read_structure_file;"
+        "from matminer_clasp.graph_arrays import GraphArrayBuilder;"
+        "from matminer_clasp.config import ClaspConfig;"
+        "s = read_structure_file(sys.argv[1])[0];"
+        "a, notes = GraphArrayBuilder(ClaspConfig(cell='as_is', use_spacegroup=True,"
+        " crystal_encoder='cgcnn+composition')).build_arrays(s);"
+        "print(a.spacegroup, notes)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(FIXTURES / "symmetry_hang-amcsd14071.cif")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = CASES["symmetry_hang-amcsd14071.cif"]["spglib_spacegroup"]["0.01"]
+    assert done.stdout.split()[0] == str(expected)

@@ -11,15 +11,20 @@ says in a note which rung answered whenever it was not the first. A structure sp
 When only the number is wanted (``need_analyzer=False``, the graph builder with ``cell="as_is"``)
 the first rung asks moyopy (the Rust port of spglib's algorithm, about 3-4x faster here) and
 falls back to the spglib ladder above whenever moyopy does not answer with a number 1-230, so the
-notes of a failing structure are spglib's. With pymatgen's 5 degree angle tolerance, moyopy and
-spglib gave the same number and notes on the first 3,500 AMCSD entries (after the split-site
-merge) and on every CIF of ``tests/fixtures/real_cifs``; without it moyopy differed on 2 of them.
+notes of a failing structure are spglib's. moyopy is asked *without* an angle tolerance. With
+pymatgen's 5 degrees it never returned on AMCSD 14071 (a 21R diamond polytype, a = 2.52 A,
+c = 43.2 A; tests/fixtures/real_cifs/symmetry_hang-amcsd14071.cif): it grew to 15 GB within
+minutes, the failure mode of large angle tolerances in moyopy (spglib/moyo#43), and a call into
+Rust cannot be interrupted. Without it moyopy answered on every AMCSD entry (1.1 ms on average
+against spglib's 3.8 ms) and gave spglib's number (symprec 0.01, 5 degrees) on 9,247 of the
+9,274; of the others, 9 are entries spglib itself fails on at 0.01, and on 18 moyopy finds a
+subgroup (e.g. 141 for 227, 65 for 221) because their lattice is within 5 degrees but not within
+symprec of the more symmetric one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -32,8 +37,6 @@ logging.getLogger("moyo").addHandler(logging.NullHandler())
 
 #: spglib tolerances tried in order (angstrom); the first is pymatgen's default.
 SYMPREC_LADDER = (0.01, 1e-3, 1e-4)
-#: ``SpacegroupAnalyzer``'s default angle tolerance (5 degrees), in radians for moyopy.
-ANGLE_TOLERANCE = math.radians(5.0)
 #: ``structure.properties`` key holding the space-group number a CIF declares.
 DECLARED_SPACEGROUP = "cif_spacegroup_number"
 
@@ -133,8 +136,9 @@ def _moyopy_number(structure: IStructure, symprec: float) -> int | None:
 
         cell = moyopy.Cell(structure.lattice.matrix.tolist(), structure.frac_coords.tolist(),
                            species_numbers(structure))
-        # pymatgen gives spglib a 5 degree angle tolerance; moyopy takes radians
-        dataset = moyopy.MoyoDataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+        # no angle tolerance: with pymatgen's 5 degrees moyopy never returned on AMCSD 14071
+        # (see the module docstring); moyopy then compares lattice vectors with symprec alone
+        dataset = moyopy.MoyoDataset(cell, symprec=symprec)
         number = int(dataset.number)
     except Exception:  # noqa: BLE001 - any failure: the spglib ladder decides, with its notes
         return None
