@@ -150,7 +150,10 @@ class ClaspModel(TextEncodingMixin, nn.Module):
         """Embed prebuilt graphs in batches; returns ``(n, dim)`` float32."""
         device = torch.device(device) if device is not None else self._device()
         was_training = self.training
-        self.eval().to(device)
+        if was_training:  # each call walks every module: only when there is something to do
+            self.eval()
+        if self._device() != device:
+            self.to(device)
         try:
             out = np.empty((len(graphs), self.config.embedding_dim), dtype=np.float32)
             for start in range(0, len(graphs), batch_size):
@@ -159,7 +162,8 @@ class ClaspModel(TextEncodingMixin, nn.Module):
                 emb = self.embed_graphs(batch, normalize=normalize_embeddings)
                 out[start : start + len(emb)] = emb.float().cpu().numpy()
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         return out
 
     def _encode_rows(
