@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from matminer_clasp.errors import InvalidTextError
+from matminer_clasp.errors import EncodingError, InvalidStructureError, InvalidTextError
 from matminer_clasp.featurizer_base import ClaspEmbeddingFeaturizer, with_traceback
 from matminer_clasp.graph import INFERENCE_MAX_SITES
 from matminer_clasp.graph_pool import auto_workers
@@ -96,27 +96,19 @@ class ClaspFeaturizer(ClaspEmbeddingFeaturizer):
     ) -> tuple[np.ndarray, dict[int, BaseException]]:
         model = self.get_model()
         size = max(int(self.batch_size), 1)
-        # one call pipelines graph building across all batches; with fail_fast, calls of
-        # FAIL_FAST_BATCHES batches stop the work soon after the first bad item
-        step = size * FAIL_FAST_BATCHES if fail_fast else max(len(items), 1)
-        chunks, errors = [], {}
-        for start in range(0, len(items), step):
-            part = items[start : start + step]
+        # one call pipelines graph building across all batches; with fail_fast it raises at the
+        # first bad item, whose position and own error the exception carries
+        try:
             emb, report = model.encode_structures(
-                _counted(part, progress), size, False, self._device(),
-                self.normalize_embeddings, errors="nan", return_report=True,
-                graph_workers=auto_workers(len(part), size),
+                _counted(items, progress), size, False, self._device(),
+                self.normalize_embeddings, errors="raise" if fail_fast else "nan",
+                return_report=True, graph_workers=auto_workers(len(items), size),
             )
-            chunks.append(emb)
-            errors.update({start + k: with_traceback(e) for k, e in report.errors.items()})
-            if fail_fast and errors:
-                first = min(errors)
-                return emb, {first: errors[first]}
-        return np.concatenate(chunks), errors
-
-
-#: Batches per ``encode_structures`` call when the featurizer stops at the first bad item.
-FAIL_FAST_BATCHES = 16
+        except (InvalidStructureError, EncodingError) as exc:
+            if getattr(exc, "index", None) is None:
+                raise
+            return np.empty((0, 0), dtype=np.float32), {exc.index: with_traceback(exc.reason)}
+        return emb, {k: with_traceback(e) for k, e in report.errors.items()}
 
 
 def _counted(items: Sequence[Any], progress: Callable[[int], Any] | None) -> Iterator[Any]:

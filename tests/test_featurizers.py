@@ -105,6 +105,34 @@ def test_bad_row_raises_naming_the_row(frame, tiny_model_dir):
         featurizer.featurize_many([None], return_errors=True)
 
 
+def test_without_ignore_errors_the_work_stops_at_the_first_bad_row(structures, tiny_model_dir):
+    rows = _good_structures(structures, 400)
+    rows[5] = None
+    featurizer = ClaspFeaturizer(tiny_model_dir, batch_size=4)
+    taken = []
+    with pytest.raises(InvalidStructureError, match=r"^row 5: .*None"):
+        bar = {"file": _Counter(taken), "mininterval": 0, "miniters": 1}
+        featurizer.featurize_many(rows, pbar=bar)
+    # the bar counts every item taken from the input: the bad row's batch and the few the
+    # graph workers had fetched ahead, not the 400
+    assert 6 <= max(taken, default=0) <= 60
+
+
+class _Counter:
+    """A tqdm ``file`` that records the counts tqdm prints (``n/total``)."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    def write(self, text: str) -> None:
+        import re
+
+        self.seen.extend(int(m) for m in re.findall(r"(\d+)/400", text))
+
+    def flush(self) -> None:
+        pass
+
+
 def test_model_is_called_in_batches(frame, tiny_model_dir):
     df, good = frame
     model = ClaspModel.from_pretrained(tiny_model_dir)

@@ -301,7 +301,9 @@ class ClaspModel(TextEncodingMixin, nn.Module):
                         report.notes[i] = list(g.notes)
                     if i in report.errors and errors == "raise":
                         exc = report.errors[i]
-                        raise type(exc)(f"structure {report.name(i)}: {exc}") from exc.__cause__
+                        raised = type(exc)(f"structure {report.name(i)}: {exc}")
+                        raised.index, raised.reason = i, exc  # which input, and its own error
+                        raise raised from exc.__cause__
                 chunks.append(out)
                 start += len(chunk)
                 bar.update(len(chunk))
