@@ -53,22 +53,24 @@ class GraphArrayBuilder:
         self.config = config or ClaspConfig()
         self.max_sites = int(max_sites) if max_sites is not None else self.config.max_sites
 
-    def validate(self, structure: Any) -> None:
+    def validate(self, structure: Any) -> np.ndarray:
         """Raise :class:`InvalidStructureError` if ``structure`` cannot become a graph.
 
         Fast checks only: type, size, finite coordinates and cell, elements with features.
+        Returns the composition vector the element check computed.
         """
-        check_structure(structure, self.max_sites)
+        return check_structure(structure, self.max_sites)
 
     def build_arrays(self, structure: Any) -> tuple[GraphArrays, list[str]]:
         """The graph of one structure as arrays, and the policies' notes (``[]`` if none)."""
-        self.validate(structure)
+        comp = self.validate(structure)
+        given = structure
         cfg = self.config
         # the input cell's neighbour list serves the graph only when that cell is kept; for a
         # conventional / primitive cell the split-site check is merge_close_sites' own
         pairs = self._pairs(structure) if cfg.uses_graph and cfg.cell == "as_is" else None
         if pairs is None or (pairs[2].size and float(pairs[2].min()) < cfg.min_distance):
-            given = structure  # sites this close: the split-site policy decides
+            # sites this close: the split-site policy decides
             structure, notes = merge_close_sites(structure, cfg.min_distance)
             if structure is not given:
                 pairs = None
@@ -94,8 +96,10 @@ class GraphArrayBuilder:
         else:
             nbr_idx = np.zeros((n_atoms, 0), dtype=np.int64)
             nbr_dist = np.zeros((n_atoms, 0), dtype=np.float64)
+        if structure is not given:  # merged sites or another cell: its own composition
+            comp = composition_vector(species)
         arrays = GraphArrays(site_features(species), nbr_idx, nbr_dist.astype(np.float32),
-                             composition_vector(species), int(spacegroup))
+                             comp, int(spacegroup))
         return arrays, notes
 
     def _pairs(self, structure: IStructure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ def _describe(obj: Any) -> str:
     return "None" if obj is None else f"an object of type {type(obj).__name__}"
 
 
-def check_structure(structure: Any, max_sites: int | None = None) -> None:
+def check_structure(structure: Any, max_sites: int | None = None) -> np.ndarray:
     """Raise :class:`InvalidStructureError` unless ``structure`` is a usable periodic structure.
 
     Parameters
@@ -40,6 +40,12 @@ def check_structure(structure: Any, max_sites: int | None = None) -> None:
         The object to check.
     max_sites
         Reject structures with more sites than this (``None``: no bound).
+
+    Returns
+    -------
+    numpy.ndarray
+        The structure's composition vector (:func:`~matminer_clasp.atom_features.
+        composition_vector`), computed to check its elements; the graph builder reuses it.
     """
     if isinstance(structure, Molecule):
         raise InvalidStructureError(
@@ -67,7 +73,7 @@ def check_structure(structure: Any, max_sites: int | None = None) -> None:
         raise InvalidStructureError(
             f"site {int(bad[0])} has NaN or infinite coordinates ({bad.size} such sites)"
         )
-    composition_vector([site.species for site in structure])  # dummy / unknown elements
+    return composition_vector([site.species for site in structure])  # dummy / unknown elements
 
 
 def close_pairs(structure: IStructure, tol: float) -> tuple[np.ndarray, ...]:
