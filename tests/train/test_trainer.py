@@ -136,12 +136,14 @@ def test_collate(pairs):
 
 def test_loss_decreases_and_outputs(tmp_path, tiny_model_dir, pairs):
     rows, cb = record()
+    # one batch = the 18 training pairs: 4-pair batches that repeat captions made the logged
+    # loss too noisy to show a trend in 24 steps (it passed or failed with the random init)
     cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=24, eval_every=6,
-                      early_stopping_metric="val_recall@1")
+                      early_stopping_metric="val_recall@1", batch_size=18)
     out = fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[cb])
     losses = [r["loss"] for r in rows]
     assert len(losses) == 24
-    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
     for name in ("config.json", "model.safetensors", "train_config.json", "metrics.csv",
                  "data_fingerprint", "best/config.json", "text_features.safetensors"):
         assert (out / name).exists(), name
