@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
-__all__ = ["CaptionIndex", "PairDataset", "collate_pairs", "epoch_order"]
+__all__ = ["CaptionIndex", "PairDataset", "chemical_systems", "collate_pairs", "epoch_order"]
 
 
 class CaptionIndex:
@@ -58,7 +58,52 @@ def collate_pairs(items: Sequence[tuple[Data, int]]) -> tuple[Batch, torch.Tenso
     return Batch.from_data_list(list(graphs)), torch.tensor(caption_ids, dtype=torch.long)
 
 
-def epoch_order(train_indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled training order of ``epoch``: a function of (seed, epoch) only."""
+def epoch_order(
+    train_indices: np.ndarray,
+    seed: int,
+    epoch: int,
+    groups: np.ndarray | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The shuffled training order of ``epoch``: a function of (seed, epoch) only.
+
+    Parameters
+    ----------
+    train_indices
+        Indices of the training pairs.
+    seed, epoch
+        Together they fix the order.
+    groups
+        Optional group key of every pair (indexed like the pairs, not like ``train_indices``),
+        e.g. its chemical system: whole groups, in random order and shuffled inside, fill
+        consecutive batches of ``batch_size``, and the batches are then put in random order
+        (hard negatives: ``TrainConfig.batch_grouping="chemsys"``).
+    batch_size
+        The (global) batch size; required with ``groups``.
+    """
     rng = np.random.default_rng([int(seed), int(epoch)])
-    return np.asarray(train_indices)[rng.permutation(len(train_indices))]
+    order = np.asarray(train_indices)[rng.permutation(len(train_indices))]
+    if groups is None:
+        return order
+    if not batch_size or batch_size < 1:
+        raise ValueError("epoch_order: groups need a positive batch_size")
+    keys = np.asarray(groups)[order]
+    _, key_id = np.unique(keys, return_inverse=True)
+    group_rank = rng.permutation(int(key_id.max()) + 1 if key_id.size else 0)[key_id]
+    order = order[np.argsort(group_rank, kind="stable")]  # whole groups, members shuffled
+    blocks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return np.concatenate([blocks[k] for k in rng.permutation(len(blocks))]) if blocks else order
+
+
+def chemical_systems(graphs: Sequence[Data]) -> np.ndarray:
+    """The chemical system (set of elements) of every graph, as an integer id per graph.
+
+    Read from each graph's composition vector (``comp``, index = Z): graphs with the same
+    elements, in any amounts, share an id.
+    """
+    ids: dict[bytes, int] = {}
+    out = np.empty(len(graphs), dtype=np.int64)
+    for i, graph in enumerate(graphs):
+        key = np.flatnonzero(graph.comp.reshape(-1).numpy() > 0).astype(np.int16).tobytes()
+        out[i] = ids.setdefault(key, len(ids))
+    return out

@@ -22,6 +22,8 @@ __all__ = ["TrainConfig", "STAGES", "PRECISIONS", "SCHEDULES", "EARLY_STOPPING_M
 STAGES = ("pretrain", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
+#: How an epoch groups pairs into batches (``TrainConfig.batch_grouping``).
+BATCH_GROUPINGS = ("random", "chemsys")
 EARLY_STOPPING_METRICS = ("val_loss", "val_recall@1", "val_recall@5", "val_recall@10")
 
 #: Official learning rates: ``training.yaml`` (2e-5) and ``finetuning.yaml`` (1e-6).
@@ -106,6 +108,11 @@ class TrainConfig:
     freeze
         Parameter-name prefixes kept at their initial values, e.g. ``["crystal_tower"]`` for the
         untrained (random) crystal-tower baseline. BatchNorm running statistics still update.
+    batch_grouping
+        ``"random"`` (default): every batch a random sample of the training pairs.
+        ``"chemsys"``: hard negatives; each epoch fills its batches with whole chemical systems
+        (the set of elements), taken in random order, and shuffles the batches, so structures of
+        one chemical system meet in a batch and must be told apart by more than composition.
     """
 
     data: Any = None
@@ -142,6 +149,7 @@ class TrainConfig:
     device: str | None = None
     eval_batch_size: int | None = None
     freeze: list[str] = field(default_factory=list)
+    batch_grouping: str = "random"
 
     def __post_init__(self) -> None:
         data_cls = _data_config_class()
@@ -156,6 +164,7 @@ class TrainConfig:
             ("precision", self.precision, PRECISIONS),
             ("schedule", self.schedule, SCHEDULES),
             ("early_stopping_metric", self.early_stopping_metric, EARLY_STOPPING_METRICS),
+            ("batch_grouping", self.batch_grouping, BATCH_GROUPINGS),
         ):
             if value not in allowed:
                 raise ValueError(f"TrainConfig.{name}={value!r}; expected one of {allowed}")

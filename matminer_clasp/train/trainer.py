@@ -32,7 +32,13 @@ from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model.clasp import ClaspModel
-from matminer_clasp.train.batches import CaptionIndex, PairDataset, collate_pairs, epoch_order
+from matminer_clasp.train.batches import (
+    CaptionIndex,
+    PairDataset,
+    chemical_systems,
+    collate_pairs,
+    epoch_order,
+)
 from matminer_clasp.train.checkpoint import (
     check_output_dir,
     restore_checkpoint,
@@ -116,6 +122,9 @@ class _Run:
         self.train_idx = np.asarray(self.splits["train"], dtype=np.int64)
         self.val_idx = np.asarray(self.splits.get("val", []), dtype=np.int64)
         self.global_batch = cfg.batch_size * self.info.world_size
+        self.batch_groups = (
+            chemical_systems(pairs.graphs) if cfg.batch_grouping == "chemsys" else None
+        )
         micro_per_epoch = len(self.train_idx) // self.global_batch
         self.steps_per_epoch = micro_per_epoch // cfg.grad_accum_steps
         if self.steps_per_epoch < 1:
@@ -188,7 +197,8 @@ class _Run:
         return crystal, text
 
     def _micro_batches(self, epoch: int, first_micro: int) -> torch.utils.data.DataLoader:
-        order = epoch_order(self.train_idx, self.cfg.seed, epoch)
+        order = epoch_order(self.train_idx, self.cfg.seed, epoch, self.batch_groups,
+                            self.global_batch)
         bs, rank = self.cfg.batch_size, self.info.rank
         n_micro = self.steps_per_epoch * self.cfg.grad_accum_steps
         shards = [

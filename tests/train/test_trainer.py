@@ -391,3 +391,30 @@ def test_finetune_a_merged_ensemble(tmp_path, tiny_model_dir, pairs):
         assert not torch.equal(before[key], after[key]), key
     again = ClaspModel.from_pretrained(out)
     assert again.config.members is not None and again.encode_texts(["garnet"]).shape == (1, 64)
+
+
+def test_chemsys_batches_keep_chemical_systems_together(pairs):
+    from matminer_clasp.train.batches import chemical_systems
+
+    groups = chemical_systems(pairs.graphs)
+    assert len(set(groups.tolist())) == 4  # NaCl, Si, ZnO and the triclinic one
+    train = np.arange(len(pairs.graphs))
+    for epoch in range(3):
+        order = epoch_order(train, 5, epoch, groups, batch_size=6)
+        assert sorted(order.tolist()) == train.tolist()
+        assert (order == epoch_order(train, 5, epoch, groups, batch_size=6)).all()
+        # consecutive members of one system: at most one change of system inside a group's run
+        runs = 1 + int((groups[order][1:] != groups[order][:-1]).sum())
+        assert runs <= 4 + len(order) // 6  # each batch boundary may split a system once
+    random_runs = 1 + int(np.sum(np.diff(groups[epoch_order(train, 5, 0)]) != 0))
+    assert random_runs > 4 + len(train) // 6
+
+
+def test_chemsys_grouping_trains(tmp_path, tiny_model_dir, pairs):
+    rows, cb = record()
+    cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=6, batch_grouping="chemsys")
+    fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[cb])
+    assert len(rows) == 6 and np.isfinite([r["loss"] for r in rows]).all()
+    with pytest.raises(ValueError, match="batch_grouping"):
+        TrainConfig.from_dict({**base_config(tmp_path / "x", tiny_model_dir),
+                               "batch_grouping": "nope"})
