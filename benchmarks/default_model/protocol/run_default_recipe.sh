@@ -27,8 +27,8 @@ done
 declare -A MODEL=([default_recipe]=$R/default_recipe [graph_pair]=$R/graph_pair
                   [comp_pair]=$R/comp_pair [graph_s42]=$R/graph_s42_stage2/best
                   [graph_s43]=$R/graph_s43_stage2/best
-                  [composition]=$R/composition_stage2/best
-                  [composition_s43]=$R/composition_s43_stage2/best)
+                  [composition_stage2]=$R/composition_stage2/best
+                  [composition_s43_stage2]=$R/composition_s43_stage2/best)
 for name in "${!MODEL[@]}"; do
   for keywords in amcsd auto; do
     [ -f $R/eval/$name/$keywords/report.json ] || matminer-clasp evaluate "${MODEL[$name]}" \
