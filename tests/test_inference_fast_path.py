@@ -120,3 +120,9 @@ def test_unverified_partition_falls_back_to_every_atom(graph_model, structures, 
     got = _tower_outputs(graph_model, items, fast=True)
     assert calls
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=1e-5)
+
+
+def test_other_float_types_convolve_every_atom():
+    x, nbr, dist = _inputs([_rocksalt()])
+    assert eq.equivalent_atoms(x.double(), nbr, dist) is None
+    assert eq.equivalent_atoms(x.half(), nbr, dist) is None

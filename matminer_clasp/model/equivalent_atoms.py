@@ -48,23 +48,26 @@ def equivalent_atoms(
         atom; it never happens short of a hash collision).
     """
     n, m = nbr_idx.shape
-    if n == 0 or x.shape[1] > _WEIGHTS.numel() or m + 1 > _WEIGHTS.numel():
-        return None
+    if n == 0 or x.dtype != torch.float32 or max(x.shape[1], m + 1) > _WEIGHTS.numel():
+        return None  # (float64 / half models convolve every atom)
+    weights = _WEIGHTS.to(x.device)
     bits = x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
-    start = _classes(bits @ _WEIGHTS[: x.shape[1]])
+    # elementwise products and sums: integer matrix products do not exist on every device
+    start = _classes((bits * weights[: x.shape[1]]).sum(dim=1))
     classes, n_classes = start
     dist = dist_idx.to(torch.int64)
     for _ in range(MAX_ROUNDS):
         pairs = _slot_pairs(dist, classes[nbr_idx], n_classes)
         row = torch.cat([start[0].unsqueeze(1), pairs], dim=1)
-        refined, n_refined = _classes(row @ _WEIGHTS[: m + 1])
+        refined, n_refined = _classes((row * weights[: m + 1]).sum(dim=1))
         if n_refined == n_classes:
             break
         classes, n_classes = refined, n_refined
     else:
         return None
-    representatives = torch.full((n_classes,), n, dtype=torch.int64)
-    representatives.scatter_reduce_(0, classes, torch.arange(n), reduce="amin")
+    atoms = torch.arange(n, device=x.device)
+    representatives = torch.full((n_classes,), n, dtype=torch.int64, device=x.device)
+    representatives.scatter_reduce_(0, classes, atoms, reduce="amin")
     rep_of_atom = representatives[classes]
     pairs = _slot_pairs(dist, classes[nbr_idx], n_classes)
     same = torch.equal(x, x[rep_of_atom]) and torch.equal(pairs, pairs[rep_of_atom])
