@@ -94,8 +94,10 @@ def _receive(stream: IO[bytes]) -> bytes | None:
 
 # ---------------------------------------------------------------------- the worker side
 def serve(source: IO[bytes], sink: IO[bytes]) -> None:
-    """Worker loop: read ``(config dict, max_sites, items)``, answer each item's arrays or error.
+    """Worker loop: read ``(config, max_sites, items, cwd)``, answer each item's arrays or error.
 
+    Items are read in the caller's working directory at the time of the request (``cwd``), so a
+    relative file path means what it means to the caller even after it changed directory.
     Answers ``("ok", [...])`` with one :func:`build_arrays_or_error` result per item, or
     ``("error", text)`` when the chunk as a whole could not be handled. Ends at end of input.
     """
@@ -105,7 +107,9 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     builders: dict[bytes, GraphArrayBuilder] = {}
     while (message := _receive(source)) is not None:
         try:
-            config, max_sites, items = pickle.loads(message)
+            config, max_sites, items, cwd = pickle.loads(message)
+            if cwd is not None and cwd != os.getcwd():
+                os.chdir(cwd)
             key = pickle.dumps((sorted(config.items()), max_sites))
             if key not in builders:
                 builders[key] = GraphArrayBuilder(ClaspConfig.from_dict(config), max_sites)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_serve_answers_each_chunk_in_order(tiny_model, structures):
     config = tiny_model.config.to_dict()
     requests = io.BytesIO()
     for items in ([structures["rocksalt"], None], [structures["diamond"]]):
-        graph_pool._send(requests, pickle.dumps((config, 500, items)))
+        graph_pool._send(requests, pickle.dumps((config, 500, items, None)))
     graph_pool._send(requests, b"not a pickle")
     requests.seek(0)
     answers = io.BytesIO()
@@ -89,6 +90,22 @@ def test_serve_answers_each_chunk_in_order(tiny_model, structures):
     assert arrays.nbr_idx.shape == arrays.nbr_dist.shape
     assert second[0] == "ok" and len(second[1]) == 1
     assert third[0] == "error"
+
+
+def test_relative_paths_mean_the_callers_directory(tiny_model, tmp_path, monkeypatch):
+    # workers outlive the directory they were started in: a relative path is read where the
+    # caller is at the time of the call
+    tiny_model.encode_structures([str(CIFS / "ordinary-amcsd789.cif")] * 6, batch_size=2,
+                                 graph_workers=1)  # a worker started in the original directory
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    shutil.copy(CIFS / "ordinary-amcsd789.cif", folder / "quartz.cif")
+    monkeypatch.chdir(folder)
+    emb, report = tiny_model.encode_structures(["quartz.cif"] * 6, batch_size=2, graph_workers=1,
+                                               errors="nan", return_report=True)
+    assert not report.errors
+    np.testing.assert_allclose(emb, tiny_model.encode_structures(["quartz.cif"] * 6,
+                                                                 graph_workers=0), atol=1e-6)
 
 
 def test_auto_workers(monkeypatch):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import pickle
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
@@ -320,7 +321,7 @@ class ClaspModel(TextEncodingMixin, nn.Module):
 
         def request(items: list[Any]) -> bytes | None:
             try:
-                return pickle.dumps((config, builder.max_sites, items), protocol=5)
+                return pickle.dumps((config, builder.max_sites, items, _cwd()), protocol=5)
             except Exception:  # noqa: BLE001 - e.g. an unpicklable non-structure input
                 return None
 
@@ -343,3 +344,11 @@ class ClaspModel(TextEncodingMixin, nn.Module):
     save_pretrained = save_model
     #: Save to a temporary folder and upload it to the Hugging Face Hub.
     push_to_hub = push_model
+
+
+def _cwd() -> str | None:
+    """The working directory graph workers read relative paths in (``None``: it is gone)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
