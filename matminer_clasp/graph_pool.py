@@ -181,9 +181,11 @@ _LOCK = threading.Lock()
 
 
 def claim_workers(n: int) -> list[GraphWorker]:
-    """``n`` live workers of this process for one caller (give them back with ``release``).
+    """Up to ``n`` live workers of this process for one caller (give them back with ``release``).
 
     Started on first use and kept for later calls; workers another thread holds are not shared.
+    The process never holds more than ``max(available_cpus(), n)`` workers: callers on several
+    threads at once get fewer (possibly none) and build the rest of their chunks themselves.
     """
     with _LOCK:
         if _OWNER["pid"] != os.getpid():  # a forked child: its parent's workers are not its own
@@ -191,7 +193,8 @@ def claim_workers(n: int) -> list[GraphWorker]:
             _OWNER["pid"] = os.getpid()
         _WORKERS[:] = [w for w in _WORKERS if w.alive]
         free = [w for w in _WORKERS if not w.claimed]
-        while len(free) < n:
+        limit = max(available_cpus(), n)
+        while len(free) < n and len(_WORKERS) < limit:
             free.append(GraphWorker())
             _WORKERS.append(free[-1])
         for worker in free[:n]:

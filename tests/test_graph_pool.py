@@ -124,3 +124,18 @@ def test_auto_workers(monkeypatch):
         monkeypatch.setenv(graph_pool.WORKERS_ENV, bad)
         with pytest.raises(ValueError, match=graph_pool.WORKERS_ENV):
             graph_pool.auto_workers(10, 64)
+
+
+def test_workers_are_capped_across_callers(monkeypatch):
+    monkeypatch.setattr(graph_pool, "available_cpus", lambda: 2)
+    graph_pool.stop_workers()  # start from none (earlier tests' workers would count)
+    first = graph_pool.claim_workers(2)
+    try:
+        second = graph_pool.claim_workers(2)  # another thread at the same time: none left
+        assert len(first) == 2 and second == []
+        assert len(graph_pool._WORKERS) == 2
+    finally:
+        graph_pool.release_workers(first)
+    again = graph_pool.claim_workers(2)
+    graph_pool.release_workers(again)
+    assert len(again) == 2
