@@ -10,7 +10,7 @@ R=runs/protocol
 [ -d $R/graph_s44_stage2/best ] || python benchmarks/default_model/finetune_keywords.py \
     --pretrain-config $P/split_s2026.yaml --config $P/graph_s44_stage2.yaml
 [ -d $R/recipe_3g2c ] || matminer-clasp merge $R/recipe_3g2c $R/graph_s4{2,3,4}_stage2/best \
-    $R/composition_stage2/best $R/composition_s43_stage2/best
+    $R/comp_member_s4{2,3}_stage2/best
 for keywords in amcsd auto; do
   [ -f $R/eval/recipe_3g2c/$keywords/report.json ] || matminer-clasp evaluate $R/recipe_3g2c \
       --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
