@@ -137,6 +137,8 @@ class GraphWorker:
         )
         self.busy = False
         self.claimed = False
+        #: Chunks this worker has answered; 0 while it may still be importing its modules.
+        self.answered = 0
 
     @property
     def alive(self) -> bool:
@@ -163,6 +165,7 @@ class GraphWorker:
         message = _receive(self.process.stdout)
         if message is None:
             return None
+        self.answered += 1
         status, value = pickle.loads(message)
         return value if status == "ok" else None
 
@@ -253,12 +256,14 @@ def pipelined(
     pool = claim_workers(n_workers) if n_workers > 0 else []
     source = iter(chunks)
     pending: deque[_Chunk] = deque()
+    stale: list[GraphWorker] = []  # workers whose chunk was built here meanwhile
     try:
         while True:
             while len(pending) < len(pool) + 2 and (items := next(source, None)) is not None:
                 pending.append(_Chunk(items))
             if not pending:
                 return
+            _drain(stale, block=False)
             _assign(pending, pool, request)
             head = pending[0]
             while head.built is None:
@@ -268,6 +273,11 @@ def pipelined(
                     break
                 elif (spare := _unassigned(pending)) is not None:
                     spare.built = build_here(spare.items)  # the worker is behind: help
+                elif head.worker.answered == 0:
+                    # a worker that has not answered yet may still be starting (importing
+                    # pymatgen takes seconds): build its chunk here instead of waiting
+                    stale.append(head.worker)
+                    head.worker = None
                 else:
                     _collect(head, finish, build_here, block=True)
             for chunk in list(pending)[1:]:  # free finished workers for the next chunks
@@ -279,7 +289,16 @@ def pipelined(
         for chunk in pending:  # abandoned early: drain the workers so they can be reused
             if chunk.worker is not None:
                 chunk.worker.result()
+        _drain(stale, block=True)
         release_workers(pool)
+
+
+def _drain(stale: list[GraphWorker], block: bool) -> None:
+    """Read and drop the answers of workers whose chunks were built elsewhere."""
+    for worker in list(stale):
+        if block or worker.ready():
+            worker.result()
+            stale.remove(worker)
 
 
 def _assign(

@@ -139,3 +139,43 @@ def test_workers_are_capped_across_callers(monkeypatch):
     again = graph_pool.claim_workers(2)
     graph_pool.release_workers(again)
     assert len(again) == 2
+
+
+class _StartingWorker:
+    """A worker that has not answered yet (still importing): never ready until read."""
+
+    def __init__(self, progress: list) -> None:
+        self.busy = False
+        self.claimed = True
+        self.alive = True
+        self.answered = 0
+        self.submitted = 0
+        self.read_at: list[int] = []  # chunks the caller had received when an answer was read
+        self.progress = progress
+
+    def submit(self, payload: bytes) -> bool:
+        self.busy = True
+        self.submitted += 1
+        return True
+
+    def ready(self) -> bool:
+        return False
+
+    def result(self):  # the real one would block until the worker has started
+        self.busy = False
+        self.read_at.append(len(self.progress))
+        return None
+
+
+def test_a_starting_worker_is_not_waited_for(monkeypatch):
+    out: list = []
+    worker = _StartingWorker(out)
+    monkeypatch.setattr(graph_pool, "claim_workers", lambda n: [worker])
+    monkeypatch.setattr(graph_pool, "release_workers", lambda pool: None)
+    chunks = [[i, i + 1] for i in range(0, 10, 2)]
+    for item in graph_pool.pipelined(iter(chunks), lambda items: b"x",
+                                     lambda items: [v * 10 for v in items], lambda v: v, 1):
+        out.append(item)
+    assert [built for _, built in out] == [[v * 10 for v in c] for c in chunks]
+    # its answer is read (and dropped) only after the last chunk: never waited for on the way
+    assert worker.submitted == 1 and worker.read_at == [len(chunks)]
