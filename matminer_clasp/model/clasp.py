@@ -255,7 +255,9 @@ class ClaspModel(TextEncodingMixin, nn.Module):
         Raises
         ------
         InvalidStructureError
-            With ``errors="raise"``, for the first input that cannot be embedded.
+            With ``errors="raise"``, for the first input that cannot be embedded (an
+            :class:`EncodingError` when the model failed on it); the exception's ``index`` is
+            the input's position and ``reason`` the input's own error, as the report holds it.
         """
         if errors not in ERROR_POLICIES:
             raise ValueError(f"errors={errors!r}; expected one of {ERROR_POLICIES}")
