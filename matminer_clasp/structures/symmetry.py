@@ -6,7 +6,7 @@ symmetry -- while a tighter tolerance finds the group. :func:`find_spacegroup` t
 :data:`SYMPREC_LADDER` in order, then the space group the CIF declares (kept by
 :func:`matminer_clasp.structures.parse_cif` in ``structure.properties``), then P1 (number 1), and
 says in a note which rung answered whenever it was not the first. A structure spglib handles at
-0.01 gets exactly the number it always got.
+0.01 gets exactly the number it always got from this ladder.
 
 When only the number is wanted (``need_analyzer=False``, the graph builder with ``cell="as_is"``)
 the first rung asks moyopy (the Rust port of spglib's algorithm, about 3-4x faster here) and
@@ -15,9 +15,9 @@ notes of a failing structure are spglib's. moyopy is asked *without* an angle to
 pymatgen's 5 degrees it never returned on AMCSD 14071 (a 21R diamond polytype, a = 2.52 A,
 c = 43.2 A; tests/fixtures/real_cifs/symmetry_hang-amcsd14071.cif): it grew to 15 GB within
 minutes, the failure mode of large angle tolerances in moyopy (spglib/moyo#43), and a call into
-Rust cannot be interrupted. Without it moyopy answered on every AMCSD entry (1.1 ms on average
-against spglib's 3.8 ms) and gave spglib's number (symprec 0.01, 5 degrees) on 9,247 of the
-9,274; of the others, 9 are entries spglib itself fails on at 0.01, and on 18 moyopy finds a
+Rust cannot be interrupted. Without it moyopy answered on every AMCSD entry as parsed (1.1 ms on
+average against spglib's 3.8 ms) and gave spglib's number (symprec 0.01, 5 degrees) on 9,247 of
+the 9,274; of the others, 9 are entries spglib itself fails on at 0.01, and on 18 moyopy finds a
 subgroup (e.g. 141 for 227, 65 for 221) because their lattice is within 5 degrees but not within
 symprec of the more symmetric one.
 """
