@@ -69,7 +69,7 @@ def equivalent_atoms(
     representatives = torch.full((n_classes,), n, dtype=torch.int64, device=x.device)
     representatives.scatter_reduce_(0, classes, atoms, reduce="amin")
     rep_of_atom = representatives[classes]
-    pairs = _slot_pairs(dist, classes[nbr_idx], n_classes)
+    # the last round's slot pairs were made with these classes: each atom's must be its rep's
     same = torch.equal(x, x[rep_of_atom]) and torch.equal(pairs, pairs[rep_of_atom])
     return (representatives, classes) if same else None
 

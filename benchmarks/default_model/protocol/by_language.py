@@ -33,12 +33,10 @@ STOP = {
            "bei", "aus", "auf", "struktur", "für", "fuer", "zu", "am", "einige", "einiger", "dem",
            "kristallstrukturen", "kristallbau"},
     "fr": {"de", "la", "le", "les", "et", "du", "des", "sur", "une", "un", "dans", "par", "au",
-           "aux", "structure", "cristalline", "étude", "etude", "affinement", "nouvelle",
+           "aux", "cristalline", "étude", "etude", "affinement", "nouvelle",
            "nouveaux", "nouvelles", "propriétés", "proprietes", "structurale", "structurales",
            "cristallographique", "quelques"},
 }
-# words both English and French titles use say nothing about French
-STOP["fr"] -= {"structure"}
 
 
 #: German word endings that English titles do not use (Untersuchung, Alkaliverbindungen, ...).
