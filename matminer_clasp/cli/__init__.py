@@ -28,6 +28,7 @@ from matminer_clasp.cli.commands import (
     cmd_plot,
     cmd_screen,
     cmd_serve,
+    cmd_teacher_features,
     cmd_train,
 )
 from matminer_clasp.cli.corpus import (
@@ -155,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const=True, default=None,
                    help="resume from the newest checkpoint (or the given folder)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("teacher-features",
+                       help="a pretrained crystal model's features of a training corpus "
+                            "(distillation targets)")
+    p.add_argument("config", help="training config (.yaml, .yml or .json): its data section "
+                                  "names the corpus")
+    p.add_argument("--out", required=True, help="file to write (.safetensors)")
+    p.add_argument("--teacher", default="chgnet", help="teacher model (default: chgnet)")
+    p.add_argument("--split", choices=["train", "val", "test"], default=None,
+                   help="only this side of the config's pinned split (default: every entry)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=cmd_teacher_features)
 
     p = sub.add_parser("evaluate", help="zero-shot and retrieval report of a model")
     try:

@@ -216,6 +216,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teacher_features(args: argparse.Namespace) -> int:
+    """``teacher-features CONFIG --out FILE [--teacher chgnet] [--split train]``."""
+    from matminer_clasp.train.config import TrainConfig
+    from matminer_clasp.train.data import load_records, split_ids
+    from matminer_clasp.train.distill import compute_teacher_features, save_teacher_features
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CliInputError(f"{out} exists: refusing to overwrite it (pass --overwrite to "
+                            "replace it)")
+    config = TrainConfig.from_file(args.config)
+    records = load_records(config.data, show_progress_bar=True)
+    if args.split is not None:
+        wanted = set(split_ids(config.data, args.split))
+        records = records[records["id"].isin(wanted)]
+    ids = [str(i) for i in records["id"]]
+    features, reasons = compute_teacher_features(ids, list(records["structure"]), args.teacher,
+                                                 args.batch_size, show_progress_bar=True)
+    save_teacher_features(out, ids, features, args.teacher, reasons, overwrite=args.overwrite)
+    print(f"wrote {args.teacher} features of {len(ids) - len(reasons)} of {len(ids)} "
+          f"structures ({features.shape[1]}-d) to {out}; {len(reasons)} without (reasons in "
+          "the file's metadata)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate MODEL --config CONFIG --split test --out DIR --bootstrap 1000``."""
     from matminer_clasp.train.evaluate import evaluate_cli

@@ -40,22 +40,38 @@ class CaptionIndex:
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """``(graph, caption id)`` items of the pairs, for a ``DataLoader``."""
+    """``(graph, caption id)`` items of the pairs, for a ``DataLoader``.
 
-    def __init__(self, graphs: Sequence[Data], caption_ids: np.ndarray) -> None:
-        self.graphs, self.caption_ids = graphs, caption_ids
+    With ``with_index``, items are ``(graph, caption id, pair index)``: per-pair training
+    targets (distillation, :mod:`.distill`) are looked up by the index.
+    """
+
+    def __init__(self, graphs: Sequence[Data], caption_ids: np.ndarray,
+                 with_index: bool = False) -> None:
+        self.graphs, self.caption_ids, self.with_index = graphs, caption_ids, with_index
 
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def __getitem__(self, i: int) -> tuple[Data, int]:
+    def __getitem__(self, i: int) -> tuple[Data, int] | tuple[Data, int, int]:
+        if self.with_index:
+            return self.graphs[i], int(self.caption_ids[i]), int(i)
         return self.graphs[i], int(self.caption_ids[i])
 
 
-def collate_pairs(items: Sequence[tuple[Data, int]]) -> tuple[Batch, torch.Tensor]:
-    """Collate ``(graph, caption index)`` items into ``(Batch, LongTensor of caption indices)``."""
-    graphs, caption_ids = zip(*items)
-    return Batch.from_data_list(list(graphs)), torch.tensor(caption_ids, dtype=torch.long)
+def collate_pairs(
+    items: Sequence[tuple[Data, int]] | Sequence[tuple[Data, int, int]],
+) -> tuple[Batch, torch.Tensor] | tuple[Batch, torch.Tensor, torch.Tensor]:
+    """Collate ``(graph, caption index)`` items into ``(Batch, LongTensor of caption indices)``.
+
+    Items of three (``PairDataset(..., with_index=True)``) add a third LongTensor, of the pair
+    indices.
+    """
+    columns = list(zip(*items))
+    out = (Batch.from_data_list(list(columns[0])), torch.tensor(columns[1], dtype=torch.long))
+    if len(columns) == 3:
+        return (*out, torch.tensor(columns[2], dtype=torch.long))
+    return out
 
 
 def epoch_order(

@@ -114,17 +114,19 @@ def write_checkpoint(
     rng: list[Any],
     info: dict[str, Any],
     keep: int | None,
+    distill: torch.nn.Module | None = None,
 ) -> Path:
     """Write ``output_dir/checkpoint-<step>/`` atomically; keep the newest ``keep`` of them.
 
     ``rng`` holds every rank's :func:`~matminer_clasp.train.state.capture_rng` result and
-    ``info`` the step counters that :func:`restore_checkpoint` reads back.
+    ``info`` the step counters that :func:`restore_checkpoint` reads back; ``distill`` is the
+    run's distillation head, if any (trainer state only, never part of the model).
     """
     folder = output_dir / f"{_PREFIX}{step}"
     tmp = output_dir / f".tmp-{_PREFIX}{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, loss_fn, tmp)
-    save_trainer_state(tmp, optimizer, loss_fn, scaler_state, rng, info)
+    save_trainer_state(tmp, optimizer, loss_fn, scaler_state, rng, info, distill)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     if keep:  # only this run's older checkpoints; never the one just written
@@ -186,8 +188,9 @@ def restore_checkpoint(
     rank: int,
     world_size: int,
     data_fingerprint: str,
+    distill: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Load weights, optimizer, loss, scaler and this rank's RNG from ``folder``.
+    """Load weights, optimizer, loss, scaler, this rank's RNG and distillation head from ``folder``.
 
     Returns
     -------
@@ -201,7 +204,7 @@ def restore_checkpoint(
         another number of processes.
     """
     _load_weights(model, folder)
-    meta = load_trainer_state(folder, optimizer, loss_fn, rank)
+    meta = load_trainer_state(folder, optimizer, loss_fn, rank, distill)
     info = meta["info"]
     if info["data_fingerprint"] != data_fingerprint:
         raise ValueError(

@@ -113,6 +113,12 @@ class TrainConfig:
         ``"chemsys"``: hard negatives; each epoch fills its batches with whole chemical systems
         (the set of elements), taken in random order, and shuffles the batches, so structures of
         one chemical system meet in a batch and must be told apart by more than composition.
+    distill_features, distill_weight
+        Distillation from a pretrained crystal model (:mod:`~matminer_clasp.train.distill`): a
+        teacher-features file written by ``matminer-clasp teacher-features`` (a path relative
+        to the config file is read from there), and the weight of its auxiliary loss, added to
+        the contrastive loss. Needs a CGCNN in the crystal tower. The saved model is unchanged
+        in size and speed.
     """
 
     data: Any = None
@@ -150,6 +156,8 @@ class TrainConfig:
     eval_batch_size: int | None = None
     freeze: list[str] = field(default_factory=list)
     batch_grouping: str = "random"
+    distill_features: str | None = None
+    distill_weight: float = 0.1
 
     def __post_init__(self) -> None:
         data_cls = _data_config_class()
@@ -191,6 +199,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if not float(self.distill_weight) > 0:
+            raise ValueError(
+                f"TrainConfig.distill_weight must be positive, got {self.distill_weight}"
+            )
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -250,6 +262,9 @@ class TrainConfig:
         ids_file = config.data.ids_file
         if ids_file is not None and not Path(ids_file).expanduser().is_absolute():
             config.data.ids_file = str(path.parent / ids_file)  # relative to the config file
+        distill = config.distill_features
+        if distill is not None and not Path(distill).expanduser().is_absolute():
+            config.distill_features = str(path.parent / distill)
         return config
 
 

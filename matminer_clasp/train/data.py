@@ -269,11 +269,7 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
             raise ValueError(f"load_pairs(split={split!r}) needs a pinned data set "
                              "(DataConfig.ids_file): without one the split depends on which "
                              "graphs build")
-        all_ids, all_captions, fields = _captioned(list(by_id), by_id, data_config, root,
-                                                   skipped)
-        side = split_indices(PairData(all_ids, [], all_captions, pd.DataFrame(), {}),
-                             data_config)[split]
-        pair_ids, captions = [all_ids[j] for j in side], [all_captions[j] for j in side]
+        pair_ids, captions, fields = _split_side(usable, data_config, root, skipped, split)
         failed: dict[str, str] = {}
         ids, graphs, notes = graphs_for_entries([by_id[i] for i in pair_ids], model_config,
                                                 data_config, root, failed, show_progress_bar)
@@ -288,6 +284,31 @@ def load_pairs(data_config: DataConfig, model_config: ClaspConfig, show_progress
     report_skipped(skipped, len(entries), f"load_pairs({data_config.source})")
     return PairData(ids=pair_ids, graphs=[graph_of[i] for i in pair_ids], captions=captions,
                     meta=meta, skipped=skipped)
+
+
+def _split_side(usable: list[dict[str, Any]], data_config: DataConfig, root: Path,
+                skipped: dict[str, str], split: str
+                ) -> tuple[list[str], list[str], dict[str, dict[str, Any]]]:
+    """Ids and captions of one side of the split (no graphs), and every id's metadata fields."""
+    by_id = {e["id"]: e for e in usable}
+    all_ids, all_captions, fields = _captioned(list(by_id), by_id, data_config, root, skipped)
+    side = split_indices(PairData(all_ids, [], all_captions, pd.DataFrame(), {}),
+                         data_config)[split]
+    return [all_ids[j] for j in side], [all_captions[j] for j in side], fields
+
+
+def split_ids(data_config: DataConfig, split: str) -> list[str]:
+    """The entry ids of one side (``"train"``, ``"val"``, ``"test"``) of a pinned split.
+
+    The same ids as ``load_pairs(data_config, ..., split=split).ids`` whenever the pinned
+    graphs build, without building any graph (e.g. to compute per-entry training targets for
+    the training side only, :mod:`.distill`).
+    """
+    if data_config.ids_file is None:
+        raise ValueError(f"split_ids({split!r}) needs a pinned data set (DataConfig.ids_file)")
+    entries = pinned(read_entries(data_config), data_config.ids_file)
+    usable = usable_entries(entries, {})
+    return _split_side(usable, data_config, data_config.resolved_cache_dir(), {}, split)[0]
 
 
 def _refuse_unbuilt_pins(data_config: DataConfig, what: str, failed: dict[str, str]) -> None:

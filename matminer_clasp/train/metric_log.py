@@ -10,7 +10,7 @@ __all__ = ["METRIC_COLUMNS", "MetricLog"]
 
 #: Columns of ``metrics.csv``; a row leaves the ones it lacks empty.
 METRIC_COLUMNS = ["step", "epoch", "split", "loss", "lr", "samples_per_s",
-                  "recall@1", "recall@5", "recall@10", "elapsed_s"]
+                  "recall@1", "recall@5", "recall@10", "elapsed_s", "distill_loss"]
 
 
 class MetricLog:

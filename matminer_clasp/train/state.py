@@ -59,8 +59,12 @@ def save_trainer_state(
     scaler_state: dict[str, Any],
     rng: list[tuple[dict[str, torch.Tensor], dict[str, Any]]],
     info: dict[str, Any],
+    distill: torch.nn.Module | None = None,
 ) -> None:
-    """Write the optimizer, loss, loss-scaler, per-rank RNG states and ``info`` to ``folder``."""
+    """Write the optimizer, loss, loss-scaler, per-rank RNG states and ``info`` to ``folder``.
+
+    ``distill``: the run's distillation head (:mod:`.distill`), saved as ``distill.*`` tensors.
+    """
     tensors: dict[str, torch.Tensor] = {}
     opt = optimizer.state_dict()
     opt_values: dict[str, Any] = {}
@@ -72,6 +76,9 @@ def save_trainer_state(
                 opt_values[f"{index}.{key}"] = value
     for key, value in loss_fn.state_dict().items():
         tensors[f"loss.{key}"] = value
+    if distill is not None:
+        for key, value in distill.state_dict().items():
+            tensors[f"distill.{key}"] = value
     rng_values = []
     for rank, (rank_tensors, values) in enumerate(rng):
         for key, value in rank_tensors.items():
@@ -91,8 +98,11 @@ def save_trainer_state(
 
 
 def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module,
-                       rank: int) -> dict[str, Any]:
+                       rank: int, distill: torch.nn.Module | None = None) -> dict[str, Any]:
     """Restore optimizer and loss state and this rank's RNG; return the JSON metadata.
+
+    ``distill``: the run's distillation head; a checkpoint written with one resumes only into a
+    run with one, and the other way round.
 
     Raises
     ------
@@ -120,6 +130,12 @@ def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer, loss_fn: 
         loss_fn.load_state_dict(
             {k[5:]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=True
         )
+        saved_distill = {k[8:]: v for k, v in tensors.items() if k.startswith("distill.")}
+        if distill is not None:
+            distill.load_state_dict(saved_distill, strict=True)
+        elif saved_distill:
+            raise ValueError("the checkpoint was written by a run with distillation, this run "
+                             "has none (set distill_features as before)")
     except (ValueError, RuntimeError, KeyError) as exc:
         raise ValueError(
             f"cannot resume from {folder}: the saved state does not fit ({exc})"

@@ -6,7 +6,8 @@ process; :func:`~.batches.collate_pairs` turns ``(graph, caption id)`` items int
 ``torch_geometric`` batch; the crystal tower embeds the graphs and the text head embeds the cached
 pooled features of the frozen text encoder (:func:`~.text_cache.text_features`); embeddings are
 gathered across processes with gradient (:mod:`.distributed`); the loss from :mod:`.losses` sees
-the whole batch; gradients are averaged, clipped and applied by AdamW at the rate of
+the whole batch (plus, with ``distill_features``, the auxiliary loss of :mod:`.distill` on the
+CGCNN vector); gradients are averaged, clipped and applied by AdamW at the rate of
 :func:`~.optimization.lr_factor`. Checkpoints (:mod:`.checkpoint`) hold the model and the
 optimizer/scaler/RNG state (:mod:`.state`); because the data order is a function of
 (seed, epoch) and the global step, resuming repeats the uninterrupted run. Every saved model
@@ -47,6 +48,7 @@ from matminer_clasp.train.checkpoint import (
     write_checkpoint,
 )
 from matminer_clasp.train.config import TrainConfig
+from matminer_clasp.train.distill import Distillation, load_teacher_targets
 from matminer_clasp.train.distributed import (
     DistInfo,
     average_gradients,
@@ -155,7 +157,10 @@ class _Run:
         for name, param in model.named_parameters():
             if any(name.startswith(prefix) for prefix in cfg.freeze):
                 param.requires_grad_(False)
+        self.distill = self._distillation() if cfg.distill_features is not None else None
         self.params = [p for p in model.parameters() if p.requires_grad]
+        if self.distill is not None:
+            self.params += list(self.distill.parameters())
         self.optimizer = build_optimizer(self.params, self.loss_fn.parameters(),
                                          cfg.learning_rate, cfg.weight_decay)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
@@ -169,7 +174,7 @@ class _Run:
         if resume_from is not None:
             info = restore_checkpoint(resume_from, model, self.optimizer, self.loss_fn,
                                       self.scaler, self.info.rank, self.info.world_size,
-                                      self.fingerprint)
+                                      self.fingerprint, self.distill)
             self.step = int(info["step"])
             self.best, self.bad_evals = info["best"], int(info["bad_evals"])
             self.last_eval_step = int(info["last_eval_step"])
@@ -178,6 +183,22 @@ class _Run:
             (self.out / "data_fingerprint").write_text(self.fingerprint + "\n")
         self.metrics = MetricLog(self.out, self.info.is_main,
                                  self.step if resume_from is not None else None)
+
+    def _distillation(self) -> Distillation:
+        """The auxiliary distillation term of ``cfg.distill_features``, hooked on the CGCNN."""
+        cgcnn = getattr(self.model.crystal_tower, "cgcnn", None)
+        source = str(self.cfg.distill_features)
+        if cgcnn is None:
+            raise ValueError(f"distill_features={source!r} needs a CGCNN in the crystal tower; "
+                             f"this model's is {self.model.config.crystal_encoder!r}")
+        targets = load_teacher_targets(source, self.pairs.ids)
+        distill = Distillation(self.model.config.atom_fea_len, targets, self.train_idx, source)
+        distill.to(self.device)
+        distill.attach(cgcnn)
+        if self.info.is_main:
+            print(f"distillation from {source}: {distill.coverage:.0%} of the training pairs "
+                  f"have a target (weight {self.cfg.distill_weight})")
+        return distill
 
     # -------------------------------------------------------------- one step
     def _autocast(self) -> Any:
@@ -206,7 +227,8 @@ class _Run:
             for j in range(first_micro, n_micro)
         ]
         return torch.utils.data.DataLoader(
-            PairDataset(self.pairs.graphs, self.captions.pair_ids),
+            PairDataset(self.pairs.graphs, self.captions.pair_ids,
+                        with_index=self.distill is not None),
             batch_sampler=[s.tolist() for s in shards],
             collate_fn=collate_pairs,
             num_workers=self.cfg.num_workers,
@@ -220,7 +242,8 @@ class _Run:
             group["lr"] = lr
         self.model.train()
         total = 0.0
-        for batch, caption_ids in micro_batches:
+        self.distill_total = 0.0
+        for batch, caption_ids, *pair_idx in micro_batches:
             batch, caption_ids = batch.to(self.device), caption_ids.to(self.device)
             with self._autocast():
                 crystal, text = self._embed(batch, caption_ids)
@@ -228,11 +251,16 @@ class _Run:
             text = gather_with_grad(text.float())
             ids = gather_no_grad(caption_ids)
             loss = self.loss_fn(crystal, text, ids)
-            if not torch.isfinite(loss):
+            objective = loss
+            if self.distill is not None:
+                aux = self.distill.loss(pair_idx[0])
+                objective = loss + self.cfg.distill_weight * aux
+                self.distill_total += aux.item() / len(micro_batches)
+            if not torch.isfinite(objective):
                 raise FloatingPointError(
                     f"non-finite training loss at step {self.step + 1}: lower lr or use fp32"
                 )
-            self.scaler.scale(loss / len(micro_batches)).backward()
+            self.scaler.scale(objective / len(micro_batches)).backward()
             total += loss.item() / len(micro_batches)
         average_gradients(self.params + list(self.loss_fn.parameters()))
         self.scaler.unscale_(self.optimizer)
@@ -295,7 +323,8 @@ class _Run:
                 "best": self.best, "bad_evals": self.bad_evals,
                 "last_eval_step": self.last_eval_step}
         write_checkpoint(self.out, self.step, self.model, self.optimizer, self.loss_fn,
-                         self.scaler.state_dict(), gathered, info, self.cfg.keep_checkpoints)
+                         self.scaler.state_dict(), gathered, info, self.cfg.keep_checkpoints,
+                         self.distill)
 
     def _evaluate_and_track(self, epoch: int) -> bool:
         """Validate, log, keep ``best/``; return True when early stopping triggers."""
@@ -339,6 +368,8 @@ class _Run:
                 bar.update(1)
                 row = {"step": self.step, "epoch": epoch, "split": "train", "loss": loss,
                        "lr": self.lr}
+                if self.distill is not None:
+                    row["distill_loss"] = self.distill_total
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     now = time.perf_counter()
                     row["samples_per_s"] = seen / max(now - tick, 1e-9)
@@ -359,6 +390,8 @@ class _Run:
         bar.close()
         if use_val and self.last_eval_step != self.step:
             self._evaluate_and_track(self.step // self.steps_per_epoch)
+        if self.distill is not None:
+            self.distill.detach_hook()  # the model leaves as it came, without the hook
         if self.info.is_main:
             save_model(self.model, self.loss_fn, self.out)
             summary = {"steps": self.step, "best_" + cfg.early_stopping_metric: self.best,
