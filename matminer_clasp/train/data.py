@@ -297,16 +297,17 @@ def _split_side(usable: list[dict[str, Any]], data_config: DataConfig, root: Pat
     return [all_ids[j] for j in side], [all_captions[j] for j in side], fields
 
 
-def split_ids(data_config: DataConfig, split: str) -> list[str]:
+def split_ids(data_config: DataConfig, split: str, *,
+              frame: pd.DataFrame | None = None) -> list[str]:
     """The entry ids of one side (``"train"``, ``"val"``, ``"test"``) of a pinned split.
 
     The same ids as ``load_pairs(data_config, ..., split=split).ids`` whenever the pinned
     graphs build, without building any graph (e.g. to compute per-entry training targets for
-    the training side only, :mod:`.distill`).
+    the training side only, :mod:`.distill`). ``frame``: as in :func:`load_pairs`.
     """
     if data_config.ids_file is None:
         raise ValueError(f"split_ids({split!r}) needs a pinned data set (DataConfig.ids_file)")
-    entries = pinned(read_entries(data_config), data_config.ids_file)
+    entries = pinned(read_entries(data_config, frame), data_config.ids_file)
     usable = usable_entries(entries, {})
     return _split_side(usable, data_config, data_config.resolved_cache_dir(), {}, split)[0]
 

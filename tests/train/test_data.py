@@ -27,6 +27,7 @@ from matminer_clasp.train.data import (
     data_fingerprint,
     load_pairs,
     load_records,
+    split_ids,
     split_indices,
 )
 
@@ -345,6 +346,7 @@ def test_one_split_of_a_pinned_data_set_builds_only_its_graphs(tmp_path, structu
     for side, idx in split_indices(full, cfg).items():
         part = load_pairs(cfg, MODEL, show_progress_bar=False, frame=frame, split=side)
         assert part.ids == [full.ids[j] for j in idx] and len(idx) > 0
+        assert split_ids(cfg, side, frame=frame) == part.ids  # the same side, no graphs
         assert part.captions == [full.captions[j] for j in idx]
         assert list(part.meta["id"]) == part.ids
         for j, g in zip(idx, part.graphs):

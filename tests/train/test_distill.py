@@ -22,10 +22,9 @@ from matminer_clasp.train.distill import (
 )
 from matminer_clasp.train.trainer import fit
 from tests.conftest import _structures
-from tests.train.test_trainer import _splits, base_config, record
 
 # the tests/train/test_trainer.py fixtures (tiny model folder, 24 synthetic pairs)
-from tests.train.test_trainer import pairs, tiny_model_dir  # noqa: F401
+from tests.train.test_trainer import _splits, base_config, pairs, record, tiny_model_dir  # noqa: F401
 
 
 def teacher_file(path, pairs, dim=5, missing=(), seed=0):  # noqa: F811
