@@ -203,3 +203,31 @@ def test_teacher_features_cli_refuses_to_overwrite(tmp_path, capsys):
     out.write_bytes(b"x")
     code = cli_main(["teacher-features", "unused.yaml", "--out", str(out)])
     assert code == 2 and "refusing to overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_teacher_features_cli_on_real_amcsd_cifs(tmp_path, capsys):
+    """Two ordered AMCSD minerals and a split-site one, through the command a user runs."""
+    import shutil
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parent.parent / "fixtures" / "real_cifs"
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    names = ["ordinary-amcsd236", "ordinary-amcsd4495", "split_site-amcsd14168"]
+    for name in names:
+        shutil.copy(real / f"{name}.cif", cifs / f"{name}.cif")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data:\n  source: cif_dir\n  path: {cifs}\n  n_jobs: 1\n"
+                      f"  cache_dir: {tmp_path / 'cache'}\n")
+    out = tmp_path / "teacher.safetensors"
+    assert cli_main(["teacher-features", str(config), "--out", str(out)]) == 0
+    assert "of 2 of 3 structures (64-d)" in capsys.readouterr().out
+    ids, feats, meta = load_teacher_features(out)
+    assert ids == names
+    assert np.isfinite(feats[:2]).all() and np.isnan(feats[2]).all()
+    assert "disordered" in meta["reasons"]["split_site-amcsd14168"]
+    # a pinned split is needed for --split
+    assert cli_main(["teacher-features", str(config), "--out", str(tmp_path / "x.safetensors"),
+                     "--split", "train"]) == 2
+    assert "ids_file" in capsys.readouterr().err
