@@ -390,8 +390,6 @@ class _Run:
         bar.close()
         if use_val and self.last_eval_step != self.step:
             self._evaluate_and_track(self.step // self.steps_per_epoch)
-        if self.distill is not None:
-            self.distill.detach_hook()  # the model leaves as it came, without the hook
         if self.info.is_main:
             save_model(self.model, self.loss_fn, self.out)
             summary = {"steps": self.step, "best_" + cfg.early_stopping_metric: self.best,
@@ -445,4 +443,8 @@ def fit(
     cfg = _as_config(config)
     run = _Run(cfg, pairs, splits, model, callbacks)
     run.setup()
-    return run.train()
+    try:
+        return run.train()
+    finally:
+        if run.distill is not None:
+            run.distill.detach_hook()  # the model leaves as it came, even on an error

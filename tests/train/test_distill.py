@@ -150,8 +150,10 @@ def test_distillation_resumes_exactly(tmp_path, tiny_model_dir, pairs):  # noqa:
             raise Killed
 
     cfg = base_config(tmp_path / "cut", tiny_model_dir, **common)
+    model = ClaspModel.from_pretrained(tiny_model_dir)
     with pytest.raises(Killed):
-        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill])
+        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill], model=model)
+    assert not model.crystal_tower.cgcnn._forward_hooks  # removed on the way out of the error
     state = load_file(str(tmp_path / "cut" / "checkpoint-3" / "trainer_state.safetensors"))
     assert "distill.head.weight" in state
     resumed, cb = record()
