@@ -133,7 +133,10 @@ class GraphArrayBuilder:
         """Return ``(n, M)`` neighbour indices and distances, padded as in the official code.
 
         Each centre's pairs keep the neighbour list's order and are sorted by distance with a
-        stable sort (ties keep that order), one row per centre.
+        stable sort, one row per centre. Distances that differ by less than
+        :data:`TIE_TOLERANCE` count as ties and keep the list's order: symmetry-equivalent
+        neighbours differ only by rounding noise, whose sign depends on the CPU and the numpy
+        build, and which of them fills the last slot must not.
         """
         cfg = self.config
         n_atoms, m = len(structure), cfg.max_num_nbr
@@ -147,12 +150,18 @@ class GraphArrayBuilder:
         table = np.full((n_atoms, width), np.inf)
         table[centres, rank] = dists
         # the m nearest of each row in a stable sort's order (ties keep the list's order), from
-        # a partial sort: every entry up to the row's m-th smallest distance, ties included,
-        # ordered by (row, distance, position); a few more than m per row instead of all
+        # a partial sort: every entry up to the row's m-th smallest distance, near ties
+        # included, ordered by (row, distance, position); a few more than m per row, not all.
+        # Runs of distances with gaps below TIE_TOLERANCE form one tie group, ordered by
+        # position inside, so rounding noise cannot reorder equivalent neighbours.
         cut = np.partition(table, m - 1, axis=1)[:, m - 1 : m]
-        rows, cols = np.nonzero((table <= cut) & np.isfinite(table))
+        rows, cols = np.nonzero((table <= cut + TIE_TOLERANCE) & np.isfinite(table))
         values = table[rows, cols]
         order = np.lexsort((cols, values, rows))
+        rows, cols, values = rows[order], cols[order], values[order]
+        new_group = np.ones(rows.size, dtype=bool)
+        new_group[1:] = (rows[1:] != rows[:-1]) | (np.diff(values) >= TIE_TOLERANCE)
+        order = np.lexsort((cols, np.cumsum(new_group)))
         rows, cols, values = rows[order], cols[order], values[order]
         starts = np.searchsorted(rows, np.arange(n_atoms))
         slot = np.arange(rows.size) - starts[rows]
@@ -193,6 +202,10 @@ def periodic_pairs(structure: IStructure, radius: float) -> tuple[np.ndarray, ..
 
 #: pymatgen's ``get_neighbor_list`` default ``numerical_tol``.
 NUMERICAL_TOL = 1e-8
+
+#: Neighbour distances (A) closer than this are ties for the order of a crystal graph's
+#: neighbours (far above floating-point noise, far below any physical difference).
+TIE_TOLERANCE = 1e-8
 
 
 def build_arrays_or_error(

@@ -57,7 +57,7 @@ def test_cli_commands_in_pages_exist():
     known = set(sub.choices)
     used = set()
     for page in USER_PAGES:
-        used |= set(re.findall(r"matminer-clasp (\w+)", (DOCS / page).read_text()))
+        used |= set(re.findall(r"matminer-clasp ([\w-]+)", (DOCS / page).read_text()))
     assert used, "the pages show no commands"
     assert used <= known, f"unknown commands in the docs: {sorted(used - known)}"
 

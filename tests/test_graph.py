@@ -244,3 +244,29 @@ def test_overlapping_atoms_are_merged_with_a_note_on_every_path(encoder):
     assert ref_notes == [] and graph.num_nodes == 1
     for key in ("x", "comp", "edge_dist"):
         np.testing.assert_allclose(graph[key].numpy(), ref[key].numpy(), atol=1e-5)
+
+
+def test_equidistant_neighbours_do_not_follow_rounding_noise(monkeypatch):
+    """Which of several equidistant neighbours fills the last slot must not depend on the last
+    bits of the distances (they differ between CPUs and numpy builds). A real COD CIF with
+    species-changing ties at the 12th neighbour; noise of 1e-12 A, far below TIE_TOLERANCE."""
+    import matminer_clasp.graph_arrays as graph_arrays
+    from matminer_clasp.structures import read_structures
+
+    path = Path(__file__).parent / "fixtures" / "real_cifs" / "cod-2100862.cif"
+    structure = read_structures(path)["structure"].iloc[0]
+    builder = graph_arrays.GraphArrayBuilder(ClaspConfig(cell="as_is"))
+    centres, points, dists = graph_arrays.periodic_pairs(structure, builder.config.radius)
+    rng = np.random.default_rng(0)
+
+    def neighbour_sets() -> set[bytes]:
+        seen = set()
+        for _ in range(20):
+            noisy = dists + rng.uniform(-1e-12, 1e-12, dists.shape)
+            idx, _ = builder._neighbours(structure, (centres, points, noisy))
+            seen.add(idx.tobytes())
+        return seen
+
+    assert len(neighbour_sets()) == 1
+    monkeypatch.setattr(graph_arrays, "TIE_TOLERANCE", 0.0)  # the exact-distance rule
+    assert len(neighbour_sets()) > 1  # ... which noise does reorder

@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 GRAPH_FIELDS = ("radius", "max_num_nbr", "cell", "max_sites", "min_distance", "crystal_encoder",
                 "use_spacegroup", "gaussian_step")
 # 2: composition path rejects overlapping atoms; 3: safetensors shards; 4: the structures
-# package's policies (split sites merged, symmetry ladder, CIF retries)
-_CACHE_VERSION = 4
+# package's policies (split sites merged, symmetry ladder, CIF retries); 5: neighbour distances
+# within graph_arrays.TIE_TOLERANCE are ties (the order no longer depends on rounding noise)
+_CACHE_VERSION = 5
 _SHARD_SIZE = 4096
 _NODE_KEYS = ("x",)
 _EDGE_KEYS = ("edge_dist", "edge_attr")
