@@ -227,10 +227,8 @@ def cmd_teacher_features(args: argparse.Namespace) -> int:
         raise CliInputError(f"{out} exists: refusing to overwrite it (pass --overwrite to "
                             "replace it)")
     config = TrainConfig.from_file(args.config)
-    wanted = set(split_ids(config.data, args.split)) if args.split is not None else None
-    records = load_records(config.data, show_progress_bar=True)
-    if wanted is not None:
-        records = records[records["id"].isin(wanted)]
+    wanted = split_ids(config.data, args.split) if args.split is not None else None
+    records = load_records(config.data, show_progress_bar=True, ids=wanted)
     ids = [str(i) for i in records["id"]]
     features, reasons = compute_teacher_features(ids, list(records["structure"]), args.teacher,
                                                  args.batch_size, show_progress_bar=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,11 @@ class PairData:
 
 
 def load_records(data_config: DataConfig, show_progress_bar: bool = False, *,
-                 frame: pd.DataFrame | None = None) -> pd.DataFrame:
+                 frame: pd.DataFrame | None = None,
+                 ids: Collection[str] | None = None) -> pd.DataFrame:
     """Parse a source into a table of structures (no graphs, no cache).
+
+    ``ids``: parse only these entries (e.g. one side of a split, :func:`split_ids`).
 
     Returns
     -------
@@ -187,6 +191,9 @@ def load_records(data_config: DataConfig, show_progress_bar: bool = False, *,
         Unreadable entries are left out and listed in ``df.attrs["skipped"]`` (id -> reason).
     """
     entries = pinned(read_entries(data_config, frame), data_config.ids_file)
+    if ids is not None:
+        wanted = set(ids)
+        entries = [e for e in entries if e["id"] in wanted]
     skipped: dict[str, str] = {}
     usable = usable_entries(entries, skipped)
     items = [(e["kind"], e["payload"], e.get("formula") if e.get("check_formula") else None)

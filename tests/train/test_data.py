@@ -347,6 +347,8 @@ def test_one_split_of_a_pinned_data_set_builds_only_its_graphs(tmp_path, structu
         part = load_pairs(cfg, MODEL, show_progress_bar=False, frame=frame, split=side)
         assert part.ids == [full.ids[j] for j in idx] and len(idx) > 0
         assert split_ids(cfg, side, frame=frame) == part.ids  # the same side, no graphs
+        records = load_records(cfg, frame=frame, ids=part.ids)  # only that side is parsed
+        assert list(records["id"]) == part.ids
         assert part.captions == [full.captions[j] for j in idx]
         assert list(part.meta["id"]) == part.ids
         for j, g in zip(idx, part.graphs):
