@@ -178,9 +178,7 @@ def load_teacher_features(path: str | Path) -> tuple[list[str], np.ndarray, dict
             raise ValueError(f"format {meta.get('format')!r}, expected {_FORMAT!r}")
         ids = json.loads(meta["ids"])
         reasons = json.loads(meta.get("reasons", "{}"))
-    except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable teacher-features file: {exc}") from exc
-    except Exception as exc:  # safetensors' own errors for a damaged file
+    except Exception as exc:  # bad JSON, missing keys, safetensors' errors for a damaged file
         raise ValueError(f"{path} is not a readable teacher-features file: {exc}") from exc
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ValueError(f"{path}: metadata 'ids' is not a list of strings")
