@@ -24,7 +24,15 @@ from matminer_clasp.train.trainer import fit
 from tests.conftest import _structures
 
 # the tests/train/test_trainer.py fixtures (tiny model folder, 24 synthetic pairs)
-from tests.train.test_trainer import _splits, base_config, pairs, record, tiny_model_dir  # noqa: F401
+from tests.train.test_trainer import (  # noqa: F401
+    Killed,
+    _splits,
+    base_config,
+    kill_at,
+    pairs,
+    record,
+    tiny_model_dir,
+)
 
 
 def teacher_file(path, pairs, dim=5, missing=(), seed=0):  # noqa: F811
@@ -142,17 +150,10 @@ def test_distillation_resumes_exactly(tmp_path, tiny_model_dir, pairs):  # noqa:
     fit(base_config(tmp_path / "full", tiny_model_dir, **common), pairs=pairs,
         splits=_splits(pairs), callbacks=[cb])
 
-    class Killed(RuntimeError):
-        pass
-
-    def kill(row):
-        if row["step"] == 4:
-            raise Killed
-
     cfg = base_config(tmp_path / "cut", tiny_model_dir, **common)
     model = ClaspModel.from_pretrained(tiny_model_dir)
     with pytest.raises(Killed):
-        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill], model=model)
+        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill_at(4)], model=model)
     assert not model.crystal_tower.cgcnn._forward_hooks  # removed on the way out of the error
     state = load_file(str(tmp_path / "cut" / "checkpoint-3" / "trainer_state.safetensors"))
     assert "distill.head.weight" in state

@@ -88,6 +88,20 @@ def record():
     return rows, lambda row: rows.append(row) if row["split"] == "train" else None
 
 
+class Killed(RuntimeError):
+    """Raised by :func:`kill_at` to cut a run short (a crash at a known step)."""
+
+
+def kill_at(step: int):
+    """A callback that raises :class:`Killed` when the run reaches ``step``."""
+
+    def kill(row):
+        if row["step"] == step:
+            raise Killed
+
+    return kill
+
+
 def test_helpers():
     order0 = epoch_order(np.arange(10), 1, 0)
     assert sorted(order0) == list(range(10))
@@ -181,16 +195,9 @@ def test_resume_matches_uninterrupted(tmp_path, tiny_model_dir, pairs):
         splits=_splits(pairs), callbacks=[cb])
     assert len(full_rows) == 8
 
-    class Killed(RuntimeError):
-        pass
-
-    def kill(row):
-        if row["step"] == 5:
-            raise Killed
-
     cfg = base_config(tmp_path / "cut", tiny_model_dir, **common)
     with pytest.raises(Killed):
-        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill])
+        fit(cfg, pairs=pairs, splits=_splits(pairs), callbacks=[kill_at(5)])
     assert (tmp_path / "cut" / "checkpoint-3" / "trainer_state.safetensors").is_file()
     resumed_rows, cb = record()
     fit({**cfg, "resume": True}, pairs=pairs, splits=_splits(pairs), callbacks=[cb])
