@@ -158,6 +158,39 @@ def is_placeholder_title(title: str, source: str | None = None) -> bool:
     return bool(_PLACEHOLDER.match(title or ""))
 
 
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+_SYMBOL_RUN = re.compile(r"(?:[A-Z][a-z]?)+")
+
+
+def _is_symbol_run(run: str) -> bool:
+    """Whether a run of letters spells element symbols only (``"SrFe"``, ``"CaB"``)."""
+    from pymatgen.core.periodic_table import Element
+
+    if not _SYMBOL_RUN.fullmatch(run):
+        return False
+    return all(Element.is_valid_symbol(sym) for sym in re.findall(r"[A-Z][a-z]?", run))
+
+
+def mineral_keyword(name: str | None) -> str | None:
+    """The mineral name of an entry as a keyword, or ``None`` where it is a formula.
+
+    AMCSD's ``mineral`` field (and a CIF's ``_chemical_name_mineral``) holds a mineral name
+    (``"Almandine"``, ``"Tapiolite-(Fe)"``, ``"Moissanite 3C"``) or, for synthetic compounds, a
+    formula (``"Co Cu O2"``, ``"SrFe2As2"``). A name counts when one of its runs of letters is a
+    word of at least three letters that does not spell element symbols; markup is decoded.
+
+    Examples
+    --------
+    >>> mineral_keyword("Tapiolite-(Fe)"), mineral_keyword("Cr Gd O4"), mineral_keyword("TaS2")
+    ('Tapiolite-(Fe)', None, None)
+    """
+    if not name or not isinstance(name, str):
+        return None
+    text = decode_cif_markup(name).strip(" .;:,\"'`*")
+    words = [r for r in _LETTER_RUN.findall(text) if len(r) >= 3 and not _is_symbol_run(r)]
+    return text if words else None
+
+
 def filter_keywords(keywords: Sequence[str], max_keywords: int = MAX_KEYWORDS) -> list[str]:
     """Strip, de-duplicate (case-insensitive) and drop the paper's generic keywords."""
     seen: set[str] = set()

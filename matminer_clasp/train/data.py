@@ -43,6 +43,7 @@ from matminer_clasp.config import ClaspConfig
 from matminer_clasp.train.captions import (
     get_keyword_extractor,
     keyword_captions,
+    mineral_keyword,
 )
 from matminer_clasp.train.graph_cache import graphs_for_entries, run_tasks
 from matminer_clasp.train.sources import (
@@ -97,6 +98,12 @@ class DataConfig:
         the ids it was trained and evaluated on, so that entries the structures package later
         learned to read do not move its split). A relative path in a config file is relative
         to that file.
+    mineral_keywords
+        With ``captions="keywords"``: add each entry's mineral name (AMCSD's ``mineral`` field,
+        a CIF's ``_chemical_name_mineral``; formula-like names are skipped, see
+        :func:`~matminer_clasp.train.captions.mineral_keyword`) as the first keyword of its
+        caption, so that a structure is also described by what mineral it is, not only by what
+        its paper's title says. Tables have no mineral field.
     allow_pickle
         Read a ``.pkl`` / ``.pickle`` table (default ``False``: refused, since unpickling a file
         runs any code it holds; convert the table to parquet instead).
@@ -118,6 +125,7 @@ class DataConfig:
     max_items: int | None = None
     drop_placeholder_titles: bool = True
     ids_file: str | None = None
+    mineral_keywords: bool = False
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
@@ -127,6 +135,9 @@ class DataConfig:
             raise ValueError(f"DataConfig.source={self.source!r} needs a path")
         if self.captions not in ("title", "keywords"):
             raise ValueError(f"DataConfig.captions={self.captions!r}; expected 'title'/'keywords'")
+        if self.mineral_keywords and self.captions != "keywords":
+            raise ValueError("DataConfig.mineral_keywords needs captions='keywords' (title "
+                             "captions must stay titles: the grouped split groups by them)")
         if self.split not in ("random", "grouped"):
             raise ValueError(f"DataConfig.split={self.split!r}; expected 'random' or 'grouped'")
         self.fractions = tuple(float(f) for f in self.fractions)  # type: ignore[assignment]
@@ -359,6 +370,8 @@ def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: Da
         slug = sha256_hex(f"{data_config.keyword_extractor}|{extractor_id}")
         cache_path = root / "keywords" / f"{data_config.keyword_extractor}-{slug[:16]}.json"
         captions = keyword_captions(titles, extractor, cache_path)
+        if data_config.mineral_keywords:
+            captions = [_with_mineral(c, fields[i].get("mineral")) for i, c in zip(kept, captions)]
     out_ids, out_captions = [], []
     for i, c in zip(kept, captions):
         if c.strip():
@@ -367,6 +380,16 @@ def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: Da
         else:
             skipped[i] = "no keywords left after filtering"
     return out_ids, out_captions, fields
+
+
+def _with_mineral(caption: str, mineral: str | None) -> str:
+    """A keyword caption with the mineral name as its first keyword (see ``mineral_keywords``)."""
+    name = mineral_keyword(mineral)
+    if name is None:
+        return caption
+    if name.lower() in {k.lower() for k in caption.split(", ")}:
+        return caption
+    return f"{name}, {caption}" if caption else name
 
 
 def data_fingerprint(pairs: PairData) -> str:

@@ -13,6 +13,7 @@ from matminer_clasp.train.captions import (
     get_keyword_extractor,
     is_placeholder_title,
     keyword_captions,
+    mineral_keyword,
     parse_keyword_answer,
     parse_notes,
     placeholder_caption,
@@ -65,6 +66,18 @@ def test_placeholders():
                                     source="American Mineralogist")
     assert not is_placeholder_title("A second edition of the garnet story")
     assert placeholder_caption(wyckoff) == "wurtzite structure"
+
+
+@pytest.mark.parametrize("name, keyword", [
+    ("Almandine", "Almandine"), ("Tapiolite-(Fe)", "Tapiolite-(Fe)"), ("Moissanite 3C",
+    "Moissanite 3C"), ("Tin", "Tin"), ("Xenon", "Xenon"), ("SPINEL", "SPINEL"),
+    (r'Ulv\"ospinel', "Ulvöspinel"),
+    # AMCSD's names of synthetic compounds are formulas: no keyword
+    ("Co Cu O2", None), ("SrFe2As2", None), ("CaB2O4(H2O)6", None), ("Bi F O2 Pb", None),
+    ("Tl[(UO2)(PO4)](H2O)3", None), ("Fe", None), ("", None), (None, None),
+])
+def test_mineral_keyword(name, keyword):
+    assert mineral_keyword(name) == keyword
 
 
 def test_keyword_filter_and_parser():

@@ -240,6 +240,8 @@ def test_data_config_validation():
         DataConfig(source="cif_dir")
     with pytest.raises(ValueError, match="fractions"):
         DataConfig(source="amcsd", fractions=(0.5, 0.1, 0.1))
+    with pytest.raises(ValueError, match="mineral_keywords needs captions='keywords'"):
+        DataConfig(source="amcsd", mineral_keywords=True)
 
 
 # ----------------------------------------------------------------------------- AMCSD
@@ -327,6 +329,25 @@ def test_keyword_captions_in_pairs(cif_dir, tmp_path):
     assert list(pairs.meta["caption"]) == pairs.captions
     assert pairs.meta["title"].iloc[2] == "Zinc oxide thin films for piezoelectric devices"
     assert len(list((tmp_path / "cache" / "keywords").glob("yake-*.json"))) == 1
+
+
+def test_mineral_names_join_keyword_captions(tmp_path, monkeypatch):
+    # real AMCSD entries: a garnet with a German title (Granat), a synthetic compound whose
+    # "mineral" is a formula, and a mineral whose title names it by chemistry only
+    ids = [17914, 16092, 9319]
+    monkeypatch.setattr(sources_mod, "read_amcsd_entries",
+                        lambda path, n, cache_dir: read_amcsd_entries(path, n, ids=ids))
+    plain_cfg = DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path), captions="keywords")
+    plain = load_pairs(plain_cfg, MODEL, show_progress_bar=False)
+    cfg = DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path), captions="keywords",
+                     mineral_keywords=True)
+    pairs = load_pairs(cfg, MODEL, show_progress_bar=False)
+    assert pairs.ids == plain.ids == ["amcsd-17914", "amcsd-16092", "amcsd-9319"]
+    assert pairs.captions[0] == "Almandine, " + plain.captions[0]
+    assert pairs.captions[1] == plain.captions[1]  # "Co Cu O2" is a formula, not a name
+    assert pairs.captions[2] == "Salammoniac, " + plain.captions[2]
+    assert list(pairs.meta["caption"]) == pairs.captions
+    assert data_fingerprint(pairs) != data_fingerprint(plain)
 
 
 def test_one_split_of_a_pinned_data_set_builds_only_its_graphs(tmp_path, structures, monkeypatch):
