@@ -281,3 +281,34 @@ def test_a_concept_is_named_by_a_form_that_finds_all_its_spellings():
     assert "high-pressure" in kw and "highpressure" not in kw
     labels = keyword_labels(titles, kw, whole_word=True)["high-pressure"]
     assert labels.tolist() == [True] * 5 + [False]
+
+
+def _protocol_script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "default_model" / "protocol" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_label_noise_audit_counts_members_the_titles_miss(tmp_path):
+    noise = _protocol_script("label_noise")
+    assert noise.is_member("spinel", "Ulvöspinel") and noise.is_member("garnet", "Menzerite-(Y)")
+    assert noise.is_member("pyroxene", "Pyroxene-ideal")
+    assert not noise.is_member("garnet", "Tapiolite-(Fe)") and not noise.is_member("garnet", None)
+    ids = np.array([f"amcsd-{i}" for i in range(6)])
+    minerals = dict(zip(ids, ["Pyrope", "Almandine", "Grossular", "Quartz", "Co O", None]))
+    # one title says garnet; the model ranks the three garnets first, the labelled one third
+    np.savez(tmp_path / "items.npz", ids=ids, concepts=np.array(["garnet", "magnetic"]),
+             scores=np.array([[0.7, 0], [0.9, 0], [0.8, 0], [0.1, 0], [0.2, 0], [0.3, 0]],
+                             np.float32),
+             labels=np.array([[True, False]] + [[False, False]] * 5))
+    row = noise.audit(tmp_path, minerals)["garnet"]
+    assert (row["title"], row["members"], row["unlabelled"], row["top20_members"]) == (1, 3, 2, 2)
+    assert row["ap_title"] == pytest.approx(1 / 3)
+    assert row["ap_either"] == pytest.approx(1.0)
+    # a perfect species classifier puts the labelled garnet 1st, 2nd or 3rd among the three
+    assert row["oracle_ap"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3, abs=0.05)

@@ -33,6 +33,27 @@ for keywords in amcsd auto; do
   matminer-clasp compare $R/eval/recipe_mineral/$keywords $R/eval/default_recipe/$keywords \
       --bootstrap 1000 --out $R/eval/compare_recipe_mineral_vs_default_recipe_$keywords.json
 done
+# the same lever on the two extra composition members of run_comp_members.sh (2 graph + 4
+# composition), compared with that recipe without the lever and with the recipe of this script
+both comp_mineral_s44 comp_mineral_s45
+[ -d $R/recipe_mineral_2g4c ] || matminer-clasp merge $R/recipe_mineral_2g4c \
+    $R/graph_mineral_s4{2,3}_stage2/best $R/comp_mineral_s4{2,3,4,5}_stage2/best
+for keywords in amcsd auto; do
+  [ -f $R/eval/recipe_mineral_2g4c/$keywords/report.json ] || matminer-clasp evaluate \
+      $R/recipe_mineral_2g4c --config $P/split_s2026.yaml --split val --keywords $keywords \
+      --bootstrap 1000 --out $R/eval/recipe_mineral_2g4c/$keywords
+  for base in default_recipe recipe_2g4c; do
+    matminer-clasp compare $R/eval/recipe_mineral_2g4c/$keywords $R/eval/$base/$keywords \
+        --bootstrap 1000 --out $R/eval/compare_recipe_mineral_2g4c_vs_${base}_$keywords.json
+  done
+done
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_mineral_keywords.json \
     --eval default_recipe=$R/eval/default_recipe recipe_mineral=$R/eval/recipe_mineral \
-    --compare recipe_mineral_vs_default_recipe=$R/eval/compare_recipe_mineral_vs_default_recipe
+    recipe_2g4c=$R/eval/recipe_2g4c recipe_mineral_2g4c=$R/eval/recipe_mineral_2g4c \
+    --compare recipe_mineral_vs_default_recipe=$R/eval/compare_recipe_mineral_vs_default_recipe \
+    recipe_mineral_2g4c_vs_default_recipe=$R/eval/compare_recipe_mineral_2g4c_vs_default_recipe \
+    recipe_mineral_2g4c_vs_recipe_2g4c=$R/eval/compare_recipe_mineral_2g4c_vs_recipe_2g4c
+# German and French titles separately (the text encoder is English-only; mineral names are not)
+python $P/by_language.py $R/eval/default_recipe/amcsd $R/eval/recipe_mineral/amcsd \
+    $R/eval/recipe_2g4c/amcsd $R/eval/recipe_mineral_2g4c/amcsd \
+    --out benchmarks/default_model/results/protocol_val_mineral_by_language.json
