@@ -191,6 +191,61 @@ def mineral_keyword(name: str | None) -> str | None:
     return text if words else None
 
 
+#: Oxyanion formers, in order of precedence: with oxygen, a compound holding one is named by it.
+OXYANION_CLASSES = (("Si", "silicate"), ("P", "phosphate"), ("As", "arsenate"), ("S", "sulfate"),
+                    ("Se", "selenate"), ("C", "carbonate"), ("B", "borate"), ("N", "nitrate"),
+                    ("Ge", "germanate"))
+#: Anions without oxygen, in order of precedence.
+ANION_CLASSES = (("S", "sulfide"), ("Se", "selenide"), ("Te", "telluride"), ("F", "fluoride"),
+                 ("Cl", "chloride"), ("Br", "bromide"), ("I", "iodide"), ("As", "arsenide"),
+                 ("Sb", "antimonide"), ("N", "nitride"), ("C", "carbide"), ("B", "boride"),
+                 ("H", "hydride"))
+_HALIDES = (("F", "fluoride"), ("Cl", "chloride"), ("Br", "bromide"), ("I", "iodide"))
+
+
+def formula_elements(formula: str | None) -> set[str]:
+    """The element symbols of a formula string (``"(Mg1.2 Fe.8) Si O4"``); D and T count as H."""
+    from pymatgen.core.periodic_table import Element
+
+    symbols = {"H" if s in ("D", "T") else s for s in re.findall(r"[A-Z][a-z]?", formula or "")}
+    return {s for s in symbols if Element.is_valid_symbol(s)}
+
+
+def chemical_class(formula: str | None) -> str | None:
+    """The chemical class of a compound from its formula, as a keyword, or ``None``.
+
+    A coarse version of the mineralogical classes (Strunz, Dana), decided by the elements alone:
+    with oxygen, the first oxyanion former of :data:`OXYANION_CLASSES` names the class
+    (``"silicate"``, ``"carbonate"``, ...), else a halogen (``"chloride"`` for an oxychloride or a
+    hydrated chloride), else ``"hydroxide"`` (with H) or ``"oxide"``; without oxygen, the first
+    anion of :data:`ANION_CLASSES` (``"sulfide"``, ``"fluoride"``, ``"nitride"``, ...), or
+    ``"element"`` for one element and ``"intermetallic"`` for the rest. Mixed-anion compounds get
+    one class by precedence, so the keyword is a description, not a classification.
+
+    Examples
+    --------
+    >>> chemical_class("(Mg.6 Fe1.4) Si O4"), chemical_class("Mg Cl2 O H2"), chemical_class("Ag Mg")
+    ('silicate', 'chloride', 'intermetallic')
+    """
+    elements = formula_elements(formula)
+    if not elements:
+        return None
+    if len(elements) == 1:
+        return "element"
+    if "O" in elements:
+        for symbol, name in OXYANION_CLASSES:
+            if symbol in elements:
+                return name
+        for symbol, name in _HALIDES:
+            if symbol in elements:
+                return name
+        return "hydroxide" if "H" in elements else "oxide"
+    for symbol, name in ANION_CLASSES:
+        if symbol in elements:
+            return name
+    return "intermetallic"
+
+
 def filter_keywords(keywords: Sequence[str], max_keywords: int = MAX_KEYWORDS) -> list[str]:
     """Strip, de-duplicate (case-insensitive) and drop the paper's generic keywords."""
     seen: set[str] = set()

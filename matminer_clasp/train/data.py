@@ -41,6 +41,7 @@ from torch_geometric.data import Data
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.train.captions import (
+    chemical_class,
     get_keyword_extractor,
     keyword_captions,
     mineral_keyword,
@@ -104,6 +105,12 @@ class DataConfig:
         :func:`~matminer_clasp.train.captions.mineral_keyword`) as the first keyword of its
         caption, so that a structure is also described by what mineral it is, not only by what
         its paper's title says. Tables have no mineral field.
+    chemistry_keywords
+        With ``captions="keywords"``: add each entry's chemical class, from its formula
+        (``"silicate"``, ``"sulfide"``, ``"oxide"``, ...; see
+        :func:`~matminer_clasp.train.captions.chemical_class`), as a keyword of its caption
+        (after the mineral name). AMCSD entries and CIFs with ``_chemical_formula_sum`` have a
+        formula; tables do not.
     allow_pickle
         Read a ``.pkl`` / ``.pickle`` table (default ``False``: refused, since unpickling a file
         runs any code it holds; convert the table to parquet instead).
@@ -126,6 +133,7 @@ class DataConfig:
     drop_placeholder_titles: bool = True
     ids_file: str | None = None
     mineral_keywords: bool = False
+    chemistry_keywords: bool = False
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
@@ -135,9 +143,10 @@ class DataConfig:
             raise ValueError(f"DataConfig.source={self.source!r} needs a path")
         if self.captions not in ("title", "keywords"):
             raise ValueError(f"DataConfig.captions={self.captions!r}; expected 'title'/'keywords'")
-        if self.mineral_keywords and self.captions != "keywords":
-            raise ValueError("DataConfig.mineral_keywords needs captions='keywords' (title "
-                             "captions must stay titles: the grouped split groups by them)")
+        for option in ("mineral_keywords", "chemistry_keywords"):
+            if getattr(self, option) and self.captions != "keywords":
+                raise ValueError(f"DataConfig.{option} needs captions='keywords' (title "
+                                 "captions must stay titles: the grouped split groups by them)")
         if self.split not in ("random", "grouped"):
             raise ValueError(f"DataConfig.split={self.split!r}; expected 'random' or 'grouped'")
         self.fractions = tuple(float(f) for f in self.fractions)  # type: ignore[assignment]
@@ -370,8 +379,12 @@ def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: Da
         slug = sha256_hex(f"{data_config.keyword_extractor}|{extractor_id}")
         cache_path = root / "keywords" / f"{data_config.keyword_extractor}-{slug[:16]}.json"
         captions = keyword_captions(titles, extractor, cache_path)
+        if data_config.chemistry_keywords:
+            captions = [_with_keyword(c, chemical_class(fields[i].get("formula")))
+                        for i, c in zip(kept, captions)]
         if data_config.mineral_keywords:
-            captions = [_with_mineral(c, fields[i].get("mineral")) for i, c in zip(kept, captions)]
+            captions = [_with_keyword(c, mineral_keyword(fields[i].get("mineral")))
+                        for i, c in zip(kept, captions)]
     out_ids, out_captions = [], []
     for i, c in zip(kept, captions):
         if c.strip():
@@ -382,14 +395,11 @@ def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: Da
     return out_ids, out_captions, fields
 
 
-def _with_mineral(caption: str, mineral: str | None) -> str:
-    """A keyword caption with the mineral name as its first keyword (see ``mineral_keywords``)."""
-    name = mineral_keyword(mineral)
-    if name is None:
+def _with_keyword(caption: str, keyword: str | None) -> str:
+    """A keyword caption with ``keyword`` first, unless it is ``None`` or already there."""
+    if keyword is None or keyword.lower() in {k.lower() for k in caption.split(", ")}:
         return caption
-    if name.lower() in {k.lower() for k in caption.split(", ")}:
-        return caption
-    return f"{name}, {caption}" if caption else name
+    return f"{keyword}, {caption}" if caption else keyword
 
 
 def data_fingerprint(pairs: PairData) -> str:

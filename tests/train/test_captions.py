@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from matminer_clasp.train.captions import (
+    chemical_class,
     decode_cif_markup,
     filter_keywords,
     get_keyword_extractor,
@@ -78,6 +79,19 @@ def test_placeholders():
 ])
 def test_mineral_keyword(name, keyword):
     assert mineral_keyword(name) == keyword
+
+
+@pytest.mark.parametrize("formula, keyword", [
+    # real AMCSD formulas (fayalite, calcite, danalite, adamite, telluroperite, MgCl2*H2O, spinel)
+    ("(Mn.6 Fe1.4) Si O4", "silicate"), ("Ca C O3", "carbonate"),
+    ("Be3 Si3 O12 Fe4 S", "silicate"), ("As Zn2 O5 H", "arsenate"),
+    ("Pb1.5 Te.5 O2 Cl", "chloride"), ("Mg Cl2 O H2", "chloride"),
+    ("Mg.714 Fe.287 (Al1.206 Cr.794) O4", "oxide"), ("Fe3 O4 H", "hydroxide"),
+    ("(Zn.66 Fe.34) S", "sulfide"), ("Ga N", "nitride"), ("Ag Mg", "intermetallic"),
+    ("Xe", "element"), ("D2", "element"), (None, None), ("", None), ("x", None),
+])
+def test_chemical_class(formula, keyword):
+    assert chemical_class(formula) == keyword
 
 
 def test_keyword_filter_and_parser():

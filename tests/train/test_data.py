@@ -242,6 +242,8 @@ def test_data_config_validation():
         DataConfig(source="amcsd", fractions=(0.5, 0.1, 0.1))
     with pytest.raises(ValueError, match="mineral_keywords needs captions='keywords'"):
         DataConfig(source="amcsd", mineral_keywords=True)
+    with pytest.raises(ValueError, match="chemistry_keywords needs captions='keywords'"):
+        DataConfig(source="amcsd", chemistry_keywords=True)
 
 
 # ----------------------------------------------------------------------------- AMCSD
@@ -331,7 +333,7 @@ def test_keyword_captions_in_pairs(cif_dir, tmp_path):
     assert len(list((tmp_path / "cache" / "keywords").glob("yake-*.json"))) == 1
 
 
-def test_mineral_names_join_keyword_captions(tmp_path, monkeypatch):
+def test_mineral_names_and_chemistry_join_keyword_captions(tmp_path, monkeypatch):
     # real AMCSD entries: a garnet with a German title (Granat), a synthetic compound whose
     # "mineral" is a formula, and a mineral whose title names it by chemistry only
     ids = [17914, 16092, 9319]
@@ -348,6 +350,13 @@ def test_mineral_names_join_keyword_captions(tmp_path, monkeypatch):
     assert pairs.captions[2] == "Salammoniac, " + plain.captions[2]
     assert list(pairs.meta["caption"]) == pairs.captions
     assert data_fingerprint(pairs) != data_fingerprint(plain)
+    # the chemical class from the formula (after the mineral name, unless a keyword says it)
+    both = load_pairs(DataConfig(source="amcsd", n_jobs=1, cache_dir=str(tmp_path),
+                                 captions="keywords", mineral_keywords=True,
+                                 chemistry_keywords=True), MODEL, show_progress_bar=False)
+    assert both.captions[0] == "Almandine, silicate, " + plain.captions[0]
+    assert both.captions[1] == "oxide, " + plain.captions[1]
+    assert both.captions[2] == "Salammoniac, " + plain.captions[2]  # it says "chloride"
 
 
 def test_one_split_of_a_pinned_data_set_builds_only_its_graphs(tmp_path, structures, monkeypatch):
