@@ -300,15 +300,25 @@ def test_label_noise_audit_counts_members_the_titles_miss(tmp_path):
     assert noise.is_member("pyroxene", "Pyroxene-ideal")
     assert not noise.is_member("garnet", "Tapiolite-(Fe)") and not noise.is_member("garnet", None)
     ids = np.array([f"amcsd-{i}" for i in range(6)])
-    minerals = dict(zip(ids, ["Pyrope", "Almandine", "Grossular", "Quartz", "Co O", None]))
-    # one title says garnet; the model ranks the three garnets first, the labelled one third
-    np.savez(tmp_path / "items.npz", ids=ids, concepts=np.array(["garnet", "magnetic"]),
-             scores=np.array([[0.7, 0], [0.9, 0], [0.8, 0], [0.1, 0], [0.2, 0], [0.3, 0]],
-                             np.float32),
-             labels=np.array([[True, False]] + [[False, False]] * 5))
-    row = noise.audit(tmp_path, minerals)["garnet"]
+    minerals = ["Pyrope", "Almandine", "Grossular", "Quartz", "Co O", None]
+    formulas = ["Mg3 Al2 Si3 O12", "Fe3 Al2 Si3 O12", "Ca3 Al2 Si3 O12", "Si O2", "Co O", "Fe S"]
+    entries = {i: {"mineral": m, "formula": f} for i, m, f in zip(ids, minerals, formulas)}
+    # one title says garnet; the model ranks the three garnets first, the labelled one third;
+    # two titles say silicate (pyrope, quartz), and the model ranks them 4th and 6th
+    np.savez(tmp_path / "items.npz", ids=ids, concepts=np.array(["garnet", "silicate"]),
+             scores=np.array([[0.7, 0.45], [0.9, 0.6], [0.8, 0.5], [0.1, 0.1], [0.2, 0.4],
+                              [0.3, 0.9]], np.float32),
+             labels=np.array([[True, True], [False, False], [False, False], [False, True],
+                              [False, False], [False, False]]))
+    rows = noise.audit(tmp_path, entries)
+    row = rows["garnet"]
     assert (row["title"], row["members"], row["unlabelled"], row["top20_members"]) == (1, 3, 2, 2)
     assert row["ap_title"] == pytest.approx(1 / 3)
     assert row["ap_either"] == pytest.approx(1.0)
     # a perfect species classifier puts the labelled garnet 1st, 2nd or 3rd among the three
     assert row["oracle_ap"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3, abs=0.05)
+    # the formula rule finds four silicates (three garnets, quartz), both title positives among them
+    chem = rows["silicate"]
+    assert (chem["title"], chem["rule_positive"], chem["rule_roc_auc"]) == (2, 4, 0.75)
+    assert 0.5 < chem["rule_ap"] < 1  # two title positives in random order among four
+    assert chem["roc_auc"] == pytest.approx(1 / 8)  # 0.45 beats one of four negatives

@@ -21,6 +21,12 @@ finds a lower bound of the unlabelled members. It reads the ``items.npz`` of
 - ``oracle_ap``: the AP against title labels of a perfect species classifier (score 1 for every
   member, 0 otherwise, random order within): what recognising the family exactly would earn.
 
+For the chemistry words of the set (silicate, sulfide, carbonate) it compares the model with a
+one-line rule instead: the compound's class from its formula
+(:func:`matminer_clasp.train.captions.chemical_class`, the class that ``chemistry_keywords``
+adds to stage-2 captions), as ROC-AUC and AP against the title labels (``rule_roc_auc``,
+``rule_ap``, next to the model's ``roc_auc`` and ``ap_title``).
+
 Usage::
 
     python benchmarks/default_model/protocol/label_noise.py \\
@@ -86,15 +92,31 @@ def is_member(family: str, name: str | None) -> bool:
     return bool(s) and (s in FAMILIES[family] or family in s)
 
 
-def minerals_by_id() -> dict[str, str | None]:
-    """AMCSD id (``amcsd-N``) -> mineral name, from the installed database."""
+#: Chemistry words of the `amcsd` set and the class of :func:`chemical_class` that defines them.
+CHEMISTRY = ("silicate", "sulfide", "carbonate")
+
+
+def entries_by_id() -> dict[str, dict[str, Any]]:
+    """AMCSD id (``amcsd-N``) -> its ``mineral`` and ``formula``, from the installed database."""
     from matminer_clasp.train.amcsd import read_amcsd_entries
 
-    return {e["id"]: e.get("mineral") for e in read_amcsd_entries()}
+    return {e["id"]: {"mineral": e.get("mineral"), "formula": e.get("formula")}
+            for e in read_amcsd_entries()}
 
 
-def audit(folder: Path, minerals: dict[str, str | None], top: int = 20) -> dict[str, Any]:
-    """The audit of one evaluation folder (its ``items.npz``), per family in its concepts."""
+def _ap_in_random_order(labels: np.ndarray, hits: np.ndarray, rng: np.random.Generator,
+                        draws: int = 200) -> float:
+    """Mean AP of a yes/no score (``hits``), in random order within yes and within no."""
+    return float(np.mean([average_precision_score(labels, hits + 1e-6 * rng.random(len(hits)))
+                          for _ in range(draws)]))
+
+
+def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> dict[str, Any]:
+    """The audit of one evaluation folder (its ``items.npz``), per concept it holds."""
+    from sklearn.metrics import roc_auc_score
+
+    from matminer_clasp.train.captions import chemical_class
+
     items = np.load(folder / "items.npz", allow_pickle=False)
     ids = [str(i) for i in items["ids"]]
     concepts = [str(c) for c in items["concepts"]]
@@ -106,19 +128,31 @@ def audit(folder: Path, minerals: dict[str, str | None], top: int = 20) -> dict[
         j = concepts.index(family)
         scores = items["scores"][:, j].astype(float)
         title = items["labels"][:, j].astype(bool)
-        member = np.array([is_member(family, minerals.get(i)) for i in ids])
+        member = np.array([is_member(family, entries.get(i, {}).get("mineral")) for i in ids])
         either = title | member
         negatives = np.flatnonzero(~title)
         top_neg = negatives[np.argsort(-scores[negatives])[:top]]
-        oracle = [average_precision_score(title, member + 1e-6 * rng.random(len(ids)))
-                  for _ in range(200)]
         out[family] = {
             "title": int(title.sum()), "members": int(member.sum()),
             "unlabelled": int((member & ~title).sum()),
             "ap_title": float(average_precision_score(title, scores)),
             "ap_either": float(average_precision_score(either, scores)),
             f"top{top}_members": int(member[top_neg].sum()),
-            "oracle_ap": float(np.mean(oracle)),
+            "oracle_ap": _ap_in_random_order(title, member, rng),
+        }
+    for word in CHEMISTRY:
+        if word not in concepts:
+            continue
+        j = concepts.index(word)
+        scores = items["scores"][:, j].astype(float)
+        title = items["labels"][:, j].astype(bool)
+        rule = np.array([chemical_class(entries.get(i, {}).get("formula")) == word for i in ids])
+        out[word] = {
+            "title": int(title.sum()), "rule_positive": int(rule.sum()),
+            "roc_auc": float(roc_auc_score(title, scores)),
+            "ap_title": float(average_precision_score(title, scores)),
+            "rule_roc_auc": float(roc_auc_score(title, rule)),  # ties: half credit
+            "rule_ap": _ap_in_random_order(title, rule, rng),
         }
     return out
 
@@ -128,19 +162,26 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    minerals = minerals_by_id()
-    result = {str(f): audit(f, minerals) for f in args.folders}
+    entries = entries_by_id()
+    result = {str(f): audit(f, entries) for f in args.folders}
     for folder, rows in result.items():
+        families = {k: r for k, r in rows.items() if k in FAMILIES}
         print(folder)
         print("  family      title members unlabelled  ap_title ap_either top20_members oracle_ap")
-        for family, r in rows.items():
+        for family, r in families.items():
             print(f"  {family:10s} {r['title']:6d} {r['members']:7d} {r['unlabelled']:10d} "
                   f"{r['ap_title']:9.3f} {r['ap_either']:9.3f} {r['top20_members']:13d} "
                   f"{r['oracle_ap']:9.3f}")
-        mean = {k: np.mean([r[k] for r in rows.values()]) for k in
+        mean = {k: np.mean([r[k] for r in families.values()]) for k in
                 ("ap_title", "ap_either", "oracle_ap")}
-        print(f"  mean over the {len(rows)} families: ap_title {mean['ap_title']:.3f}, "
+        print(f"  mean over the {len(families)} families: ap_title {mean['ap_title']:.3f}, "
               f"ap_either {mean['ap_either']:.3f}, oracle_ap {mean['oracle_ap']:.3f}")
+        print("  chemistry   title rule_positive  roc_auc rule_roc_auc  ap_title  rule_ap")
+        for word, r in rows.items():
+            if word in CHEMISTRY:
+                print(f"  {word:10s} {r['title']:6d} {r['rule_positive']:13d} "
+                      f"{r['roc_auc']:8.3f} {r['rule_roc_auc']:12.3f} {r['ap_title']:9.3f} "
+                      f"{r['rule_ap']:8.3f}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
