@@ -1,0 +1,49 @@
+# Shared steps of the protocol scripts (issue 14): `source` it from a script run at the
+# repository root. Every step skips work whose output already exists, so a script can be rerun
+# after an interruption; comparisons are recomputed (seconds each, same numbers).
+set -euo pipefail
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+P=benchmarks/default_model/protocol
+R=runs/protocol
+
+# stage 1 (titles) of config $P/$1.yaml, into $R/$1
+stage1() {
+  [ -d $R/$1/best ] || matminer-clasp train $P/$1.yaml > $R/$1.log 2>&1
+}
+
+# stage 2 (keyword captions) of config $P/$1_stage2.yaml, the stage-1 split mapped by id
+stage2() {
+  [ -d $R/$1_stage2/best ] || python benchmarks/default_model/finetune_keywords.py \
+      --pretrain-config $P/split_s2026.yaml --config $P/$1_stage2.yaml > $R/$1_stage2.log 2>&1
+}
+
+# stage 2 of two members at once (one core each)
+stage2_pair() {
+  stage2 "$1" & local a=$!
+  stage2 "$2" & local b=$!
+  wait $a && wait $b
+}
+
+# merge the members $2... into the ensemble $R/$1
+merge() {
+  local name=$1
+  shift
+  [ -d $R/$name ] || matminer-clasp merge $R/$name "$@"
+}
+
+# evaluate $R/$1 on the validation split with both keyword sets, into $R/eval/$1
+evaluate_val() {
+  for keywords in amcsd auto; do
+    [ -f $R/eval/$1/$keywords/report.json ] || matminer-clasp evaluate $R/$1 \
+        --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
+        --out $R/eval/$1/$keywords
+  done
+}
+
+# paired comparison A − B ($1, $2: evaluated names) on both keyword sets
+compare_val() {
+  for keywords in amcsd auto; do
+    matminer-clasp compare $R/eval/$1/$keywords $R/eval/$2/$keywords --bootstrap 1000 \
+        --out $R/eval/compare_${1}_vs_${2}_$keywords.json
+  done
+}
