@@ -1,33 +1,29 @@
 #!/usr/bin/env bash
 # Protocol (issue 14), fourth session, lever: the chemical class in the keyword captions (stage 2).
 # Each entry's class from its formula ("silicate", "sulfide", "oxide", ...) joins its stage-2
-# caption (`DataConfig.chemistry_keywords`). Stage 1 is unchanged: the four members' stage 2
-# starts from the stage-1 runs of run_comp_members.sh, and the merged recipe is compared with the
-# shipped recipe retrained in the same session (default_recipe). Validation split only.
-set -euo pipefail
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-P=benchmarks/default_model/protocol
-R=runs/protocol
-stage2() {
-  [ -d $R/$1_stage2/best ] || python benchmarks/default_model/finetune_keywords.py \
-      --pretrain-config $P/split_s2026.yaml --config $P/$1_stage2.yaml > $R/$1_stage2.log 2>&1
-}
-both() {
-  stage2 "$1" & a=$!
-  stage2 "$2" & b=$!
-  wait $a && wait $b
-}
-both graph_chem_s42 graph_chem_s43
-both comp_chem_s42 comp_chem_s43
-[ -d $R/recipe_chem ] || matminer-clasp merge $R/recipe_chem \
-    $R/graph_chem_s4{2,3}_stage2/best $R/comp_chem_s4{2,3}_stage2/best
-for keywords in amcsd auto; do
-  [ -f $R/eval/recipe_chem/$keywords/report.json ] || matminer-clasp evaluate \
-      $R/recipe_chem --config $P/split_s2026.yaml --split val --keywords $keywords \
-      --bootstrap 1000 --out $R/eval/recipe_chem/$keywords
-  matminer-clasp compare $R/eval/recipe_chem/$keywords $R/eval/default_recipe/$keywords \
-      --bootstrap 1000 --out $R/eval/compare_recipe_chem_vs_default_recipe_$keywords.json
-done
+# caption (`DataConfig.chemistry_keywords`); then both levers of this session together (mineral
+# name and class: the *_minchem_* configs). Stage 1 is unchanged: the members' stage 2 starts
+# from the stage-1 runs of run_comp_members.sh, and the merged recipes are compared with the
+# shipped recipe retrained in the same session (default_recipe) and with the mineral-name recipe
+# of run_mineral_keywords.sh. Validation split only.
+source benchmarks/default_model/protocol/lib.sh
+stage2_pair graph_chem_s42 graph_chem_s43
+stage2_pair comp_chem_s42 comp_chem_s43
+merge recipe_chem $R/graph_chem_s4{2,3}_stage2/best $R/comp_chem_s4{2,3}_stage2/best
+evaluate_val recipe_chem
+compare_val recipe_chem default_recipe
+stage2_pair graph_minchem_s42 graph_minchem_s43
+stage2_pair comp_minchem_s42 comp_minchem_s43
+merge recipe_minchem $R/graph_minchem_s4{2,3}_stage2/best $R/comp_minchem_s4{2,3}_stage2/best
+evaluate_val recipe_minchem
+compare_val recipe_minchem default_recipe
+compare_val recipe_minchem recipe_mineral
+E=$R/eval
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_chemistry_keywords.json \
-    --eval default_recipe=$R/eval/default_recipe recipe_chem=$R/eval/recipe_chem \
-    --compare recipe_chem_vs_default_recipe=$R/eval/compare_recipe_chem_vs_default_recipe
+    --eval default_recipe=$E/default_recipe recipe_chem=$E/recipe_chem \
+    recipe_mineral=$E/recipe_mineral recipe_minchem=$E/recipe_minchem \
+    --compare recipe_chem_vs_default_recipe=$E/compare_recipe_chem_vs_default_recipe \
+    recipe_minchem_vs_default_recipe=$E/compare_recipe_minchem_vs_default_recipe \
+    recipe_minchem_vs_recipe_mineral=$E/compare_recipe_minchem_vs_recipe_mineral
+python $P/label_noise.py $E/default_recipe/amcsd $E/recipe_chem/amcsd $E/recipe_minchem/amcsd \
+    --out benchmarks/default_model/results/protocol_val_label_noise_chemistry.json
