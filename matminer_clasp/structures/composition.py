@@ -19,7 +19,11 @@ OPTIONAL_ELEMENTS = frozenset({"H", "D"})
 TRACE_FRACTION = 0.01
 
 
-def _formula_elements(formula: str) -> set[str]:
+def formula_elements(formula: str) -> set[str]:
+    """The element symbols of a formula string such as ``"(Mg1.2 Fe.8) Si O4"``.
+
+    Raises whatever pymatgen's ``Composition`` raises for a formula it cannot read.
+    """
     comp = Composition(formula.replace(" ", ""))
     return {el.symbol for el in comp.elements}
 
@@ -57,7 +61,7 @@ def check_composition(structure: Structure, formula: str | None) -> tuple[Struct
     if not formula or not formula.strip():
         return structure, ""
     try:
-        allowed = _formula_elements(formula)
+        allowed = formula_elements(formula)
     except Exception:
         return structure, f"formula {formula!r} not understood; not checked"
     found = {el.symbol for el in structure.composition.elements}

@@ -41,12 +41,11 @@ from torch_geometric.data import Data
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.train.captions import (
-    chemical_class,
     get_keyword_extractor,
     keyword_captions,
-    mineral_keyword,
 )
 from matminer_clasp.train.graph_cache import graphs_for_entries, run_tasks
+from matminer_clasp.train.metadata_keywords import add_metadata_keywords
 from matminer_clasp.train.sources import (
     SOURCES,
     entry_caption,
@@ -99,18 +98,9 @@ class DataConfig:
         the ids it was trained and evaluated on, so that entries the structures package later
         learned to read do not move its split). A relative path in a config file is relative
         to that file.
-    mineral_keywords
-        With ``captions="keywords"``: add each entry's mineral name (AMCSD's ``mineral`` field,
-        a CIF's ``_chemical_name_mineral``; formula-like names are skipped, see
-        :func:`~matminer_clasp.train.captions.mineral_keyword`) as the first keyword of its
-        caption, so that a structure is also described by what mineral it is, not only by what
-        its paper's title says. Tables have no mineral field.
-    chemistry_keywords
-        With ``captions="keywords"``: add each entry's chemical class, from its formula
-        (``"silicate"``, ``"sulfide"``, ``"oxide"``, ...; see
-        :func:`~matminer_clasp.train.captions.chemical_class`), as a keyword of its caption
-        (after the mineral name). AMCSD entries and CIFs with ``_chemical_formula_sum`` have a
-        formula; tables do not.
+    mineral_keywords, chemistry_keywords
+        With ``captions="keywords"``: put the entry's mineral name / chemical class (from its
+        formula) in front of its keywords; see :mod:`~matminer_clasp.train.metadata_keywords`.
     allow_pickle
         Read a ``.pkl`` / ``.pickle`` table (default ``False``: refused, since unpickling a file
         runs any code it holds; convert the table to parquet instead).
@@ -379,12 +369,9 @@ def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: Da
         slug = sha256_hex(f"{data_config.keyword_extractor}|{extractor_id}")
         cache_path = root / "keywords" / f"{data_config.keyword_extractor}-{slug[:16]}.json"
         captions = keyword_captions(titles, extractor, cache_path)
-        if data_config.chemistry_keywords:
-            captions = [_with_keyword(c, chemical_class(fields[i].get("formula")))
-                        for i, c in zip(kept, captions)]
-        if data_config.mineral_keywords:
-            captions = [_with_keyword(c, mineral_keyword(fields[i].get("mineral")))
-                        for i, c in zip(kept, captions)]
+        captions = add_metadata_keywords(captions, [fields[i] for i in kept],
+                                         mineral=data_config.mineral_keywords,
+                                         chemistry=data_config.chemistry_keywords)
     out_ids, out_captions = [], []
     for i, c in zip(kept, captions):
         if c.strip():
@@ -393,13 +380,6 @@ def _captioned(ids: list[str], by_id: dict[str, dict[str, Any]], data_config: Da
         else:
             skipped[i] = "no keywords left after filtering"
     return out_ids, out_captions, fields
-
-
-def _with_keyword(caption: str, keyword: str | None) -> str:
-    """A keyword caption with ``keyword`` first, unless it is ``None`` or already there."""
-    if keyword is None or keyword.lower() in {k.lower() for k in caption.split(", ")}:
-        return caption
-    return f"{keyword}, {caption}" if caption else keyword
 
 
 def data_fingerprint(pairs: PairData) -> str:

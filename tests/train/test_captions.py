@@ -8,19 +8,18 @@ import pytest
 import torch
 
 from matminer_clasp.train.captions import (
-    chemical_class,
     decode_cif_markup,
     filter_keywords,
     get_keyword_extractor,
     is_placeholder_title,
     keyword_captions,
-    mineral_keyword,
     parse_keyword_answer,
     parse_notes,
     placeholder_caption,
     split_title_notes,
     title_caption,
 )
+from matminer_clasp.train.metadata_keywords import chemical_class, mineral_keyword
 from tests.conftest import make_tiny_bert, make_tokenizer
 
 TITLES = [

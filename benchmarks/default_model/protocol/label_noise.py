@@ -23,9 +23,9 @@ finds a lower bound of the unlabelled members. It reads the ``items.npz`` of
 
 For the chemistry words of the set (silicate, sulfide, carbonate) it compares the model with a
 one-line rule instead: the compound's class from its formula
-(:func:`matminer_clasp.train.captions.chemical_class`, the class that ``chemistry_keywords``
-adds to stage-2 captions), as ROC-AUC and AP against the title labels (``rule_roc_auc``,
-``rule_ap``, next to the model's ``roc_auc`` and ``ap_title``).
+(:func:`matminer_clasp.train.metadata_keywords.chemical_class`, the class that
+``chemistry_keywords`` adds to stage-2 captions), as ROC-AUC and AP against the title labels
+(``rule_roc_auc``, ``rule_ap``, next to the model's ``roc_auc`` and ``ap_title``).
 
 Usage::
 
@@ -115,7 +115,7 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
     """The audit of one evaluation folder (its ``items.npz``), per concept it holds."""
     from sklearn.metrics import roc_auc_score
 
-    from matminer_clasp.train.captions import chemical_class
+    from matminer_clasp.train.metadata_keywords import chemical_class
 
     items = np.load(folder / "items.npz", allow_pickle=False)
     ids = [str(i) for i in items["ids"]]
