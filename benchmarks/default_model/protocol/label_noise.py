@@ -121,13 +121,11 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
     ids = [str(i) for i in items["ids"]]
     concepts = [str(c) for c in items["concepts"]]
     rng = np.random.default_rng(0)
+    columns = {c: (items["scores"][:, j].astype(float), items["labels"][:, j].astype(bool))
+               for j, c in enumerate(concepts)}
     out: dict[str, Any] = {}
-    for family in FAMILIES:
-        if family not in concepts:
-            continue
-        j = concepts.index(family)
-        scores = items["scores"][:, j].astype(float)
-        title = items["labels"][:, j].astype(bool)
+    for family in (f for f in FAMILIES if f in columns):
+        scores, title = columns[family]
         member = np.array([is_member(family, entries.get(i, {}).get("mineral")) for i in ids])
         either = title | member
         negatives = np.flatnonzero(~title)
@@ -140,12 +138,8 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
             f"top{top}_members": int(member[top_neg].sum()),
             "oracle_ap": _ap_in_random_order(title, member, rng),
         }
-    for word in CHEMISTRY:
-        if word not in concepts:
-            continue
-        j = concepts.index(word)
-        scores = items["scores"][:, j].astype(float)
-        title = items["labels"][:, j].astype(bool)
+    for word in (w for w in CHEMISTRY if w in columns):
+        scores, title = columns[word]
         rule = np.array([chemical_class(entries.get(i, {}).get("formula")) == word for i in ids])
         out[word] = {
             "title": int(title.sum()), "rule_positive": int(rule.sum()),
