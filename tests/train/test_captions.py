@@ -19,7 +19,6 @@ from matminer_clasp.train.captions import (
     split_title_notes,
     title_caption,
 )
-from matminer_clasp.train.metadata_keywords import chemical_class, mineral_keyword
 from tests.conftest import make_tiny_bert, make_tokenizer
 
 TITLES = [
@@ -66,31 +65,6 @@ def test_placeholders():
                                     source="American Mineralogist")
     assert not is_placeholder_title("A second edition of the garnet story")
     assert placeholder_caption(wyckoff) == "wurtzite structure"
-
-
-@pytest.mark.parametrize("name, keyword", [
-    ("Almandine", "Almandine"), ("Tapiolite-(Fe)", "Tapiolite-(Fe)"), ("Moissanite 3C",
-    "Moissanite 3C"), ("Tin", "Tin"), ("Xenon", "Xenon"), ("SPINEL", "SPINEL"),
-    (r'Ulv\"ospinel', "Ulvöspinel"),
-    # AMCSD's names of synthetic compounds are formulas: no keyword
-    ("Co Cu O2", None), ("SrFe2As2", None), ("CaB2O4(H2O)6", None), ("Bi F O2 Pb", None),
-    ("Tl[(UO2)(PO4)](H2O)3", None), ("Fe", None), ("", None), (None, None),
-])
-def test_mineral_keyword(name, keyword):
-    assert mineral_keyword(name) == keyword
-
-
-@pytest.mark.parametrize("formula, keyword", [
-    # real AMCSD formulas (fayalite, calcite, danalite, adamite, telluroperite, MgCl2*H2O, spinel)
-    ("(Mn.6 Fe1.4) Si O4", "silicate"), ("Ca C O3", "carbonate"),
-    ("Be3 Si3 O12 Fe4 S", "silicate"), ("As Zn2 O5 H", "arsenate"),
-    ("Pb1.5 Te.5 O2 Cl", "chloride"), ("Mg Cl2 O H2", "chloride"),
-    ("Mg.714 Fe.287 (Al1.206 Cr.794) O4", "oxide"), ("Fe3 O4 H", "hydroxide"),
-    ("(Zn.66 Fe.34) S", "sulfide"), ("Ga N", "nitride"), ("Ag Mg", "intermetallic"),
-    ("Xe", "element"), ("D2", "element"), (None, None), ("", None), ("x", None),
-])
-def test_chemical_class(formula, keyword):
-    assert chemical_class(formula) == keyword
 
 
 def test_keyword_filter_and_parser():
