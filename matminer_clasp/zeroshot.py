@@ -39,6 +39,55 @@ DEFAULT_NEGATIVE_TEMPLATES: tuple[str, ...] = (
     "not {}",
 )
 
+def check_templates(templates: Sequence[str]) -> list[str]:
+    """The prompt templates as a list, each checked for its ``{}`` placeholder.
+
+    Raises
+    ------
+    ValueError
+        When ``templates`` is empty or a template has no ``{}``.
+    """
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    if not templates:
+        raise ValueError("templates is empty: give at least one, e.g. '{}'")
+    for t in templates:
+        if not isinstance(t, str) or "{}" not in t:
+            raise ValueError(f"template {t!r} has no '{{}}' placeholder for the label")
+    return templates
+
+
+def prompt_centroids(
+    model: Any, groups: Sequence[Sequence[str]], batch_size: int = 64, device: str | None = None
+) -> np.ndarray:
+    """One unit vector per group of prompts: the renormalised mean of their embeddings.
+
+    Parameters
+    ----------
+    model
+        A loaded model with ``encode_texts`` (unit-norm rows).
+    groups
+        Prompt groups, e.g. one label written into every template; all are embedded in one
+        ``encode_texts`` call.
+    batch_size, device
+        Passed to ``encode_texts``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(groups), embedding_dim)`` float32, unit-norm rows.
+    """
+    texts = [t for group in groups for t in group]
+    if any(not group for group in groups):
+        raise ValueError("every prompt group needs at least one prompt")
+    emb = np.asarray(model.encode_texts(texts, batch_size=batch_size, device=device))
+    centroids, start = [], 0
+    for group in groups:
+        mean = emb[start : start + len(group)].mean(axis=0)
+        centroids.append(mean / np.linalg.norm(mean))
+        start += len(group)
+    return np.stack(centroids).astype(np.float32)
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -155,10 +204,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("a zero-shot classifier needs at least two labels (or binary=True)")
         if len(set(map(str, labels))) != len(labels):
             raise ValueError(f"labels must be unique, got {labels}")
-        templates = list(self.templates or DEFAULT_TEMPLATES)
-        for t in templates:
-            if "{}" not in t:
-                raise ValueError(f"template {t!r} has no '{{}}' placeholder for the label")
+        templates = check_templates(self.templates or DEFAULT_TEMPLATES)
         groups = [[t.format(lab) for t in templates] for lab in labels]
         if self.binary:
             negs = list(self.negative_templates or DEFAULT_NEGATIVE_TEMPLATES)
@@ -188,14 +234,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         if y is not None:
             _check_target(y, self.binary)
         model = get_text_model(self.model)  # the text half is enough for the prompts
-        texts = [t for group in groups for t in group]
-        emb = model.encode_texts(texts, batch_size=self.batch_size, device=self.device)
-        centroids, start = [], 0
-        for group in groups:
-            mean = emb[start : start + len(group)].mean(axis=0)
-            centroids.append(mean / np.linalg.norm(mean))
-            start += len(group)
-        self.class_embeddings_ = np.stack(centroids).astype(np.float32)
+        self.class_embeddings_ = prompt_centroids(model, groups, self.batch_size, self.device)
         self.classes_ = np.array([False, True]) if self.binary else np.asarray(labels)
         self.n_features_in_ = int(model.config.embedding_dim)
         self.temperature_ = _default_temperature(self.temperature, model)

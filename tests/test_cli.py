@@ -39,12 +39,13 @@ def test_help_subprocess():
     res = subprocess.run(["matminer-clasp", "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
     for command in ("embed", "index", "screen", "classify", "plot", "convert", "train", "evaluate",
-                    "merge"):
+                    "merge", "interpolate"):
         assert command in res.stdout
 
 
 @pytest.mark.parametrize("command", ["embed", "index", "screen", "classify", "plot", "convert",
-                                     "train", "evaluate", "merge", "compare"])
+                                     "train", "evaluate", "merge", "compare",
+                                     "interpolate"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([command, "--help"])

@@ -24,6 +24,7 @@ from matminer_clasp.cli.commands import (
     cmd_embed,
     cmd_evaluate,
     cmd_index,
+    cmd_interpolate,
     cmd_merge,
     cmd_plot,
     cmd_screen,
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="matminer-clasp",
         description="CLaSP crystal-text embeddings: embed, index, screen, classify, plot, serve, "
-        "train, evaluate, merge.",
+        "train, evaluate, merge, interpolate.",
     )
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -149,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="model folder to write")
     p.add_argument("models", nargs="+", help="member model folders or Hub ids (2 or more)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("interpolate",
+                       help="weights (1 - alpha) x START + alpha x END of a fine-tuned model")
+    p.add_argument("out_dir", help="model folder to write")
+    p.add_argument("start", help="the model before fine-tuning (folder or Hub id)")
+    p.add_argument("end", help="the model fine-tuned from START (folder or Hub id)")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="weight of END, in [0, 1] (default: 0.5)")
+    p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("train", help="train a CLaSP model from a YAML/JSON config")
     p.add_argument("config", help="training config (.yaml, .yml or .json)")

@@ -202,6 +202,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    """``interpolate OUT_DIR START END --alpha A``."""
+    from matminer_clasp.model import ClaspModel, interpolate_models
+
+    check_output_folder(args.out_dir, "interpolated model")
+    start, end = ClaspModel.from_pretrained(args.start), ClaspModel.from_pretrained(args.end)
+    try:
+        mixed = interpolate_models(start, end, args.alpha)
+    except ValueError as err:
+        raise CliInputError(f"cannot interpolate {args.start} and {args.end}: {err}") from err
+    mixed.save_pretrained(args.out_dir)
+    print(f"wrote {1 - args.alpha:g} x {args.start} + {args.alpha:g} x {args.end} "
+          f"to {args.out_dir}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``train CONFIG``."""
     from matminer_clasp.train.config import TrainConfig

@@ -13,6 +13,7 @@ _EXPORTS = {
     "ClaspModel": "matminer_clasp.model.clasp",
     "ClaspTextModel": "matminer_clasp.model.text_model",
     "merge_models": "matminer_clasp.model.ensemble",
+    "interpolate_models": "matminer_clasp.model.interpolation",
 }
 
 __all__ = list(_EXPORTS)

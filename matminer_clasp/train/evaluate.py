@@ -69,6 +69,7 @@ from matminer_clasp.train.metrics import (
     retrieval_recall,
 )
 from matminer_clasp.train.report import write_report
+from matminer_clasp.zeroshot import DEFAULT_TEMPLATES, check_templates, prompt_centroids
 
 # The keyword, metric and report names moved to their own modules; they stay importable from
 # here, where users, the CLI and the examples import them.
@@ -203,6 +204,7 @@ def evaluate_model(
     device: str | None = None,
     label_column: str = "title",
     min_papers: int = 3,
+    templates: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the pairs ``indices`` of ``pairs`` (zero-shot keywords + retrieval).
 
@@ -211,6 +213,11 @@ def evaluate_model(
     ``keywords`` may be ``"auto"`` or ``"auto:N"``: the :mod:`.auto_keywords` set of these
     titles (``min_papers`` is then that of the set). See :func:`evaluate_embeddings` for the
     returned dict.
+
+    ``templates`` (e.g. :data:`matminer_clasp.zeroshot.DEFAULT_TEMPLATES`): each variation is
+    queried as the renormalised mean of its prompts, as :class:`~matminer_clasp.ZeroShotClassifier`
+    does, instead of as written (the official protocol, the default). Only the queries change:
+    positives are still matched on the bare variations, and retrieval is unaffected.
     """
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) == 0:
@@ -233,12 +240,22 @@ def evaluate_model(
     structure_emb = model.encode_graphs(graphs, batch_size=batch_size, device=device)
     distinct, caption_of = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
     caption_emb = model.encode_texts(list(distinct), batch_size=batch_size, device=device)
-    keyword_emb = {k: model.encode_texts(list(v), device=device) for k, v in kw.items()}
+    if templates is None:
+        keyword_emb = {k: model.encode_texts(list(v), device=device) for k, v in kw.items()}
+    else:
+        templates = check_templates(templates)
+        keyword_emb = {k: prompt_centroids(model, [[t.format(x) for t in templates] for x in v],
+                                           batch_size, device) for k, v in kw.items()}
     report = evaluate_embeddings(structure_emb, label_texts, keyword_emb, kw, caption_emb,
                                  caption_of, bootstrap, seed, min_papers=min_papers,
                                  whole_word=auto_n is not None,
                                  ids=[str(pairs.ids[i]) for i in idx])
     report["label_source"] = label_column if label_texts is not captions else "caption"
+    if templates is not None:
+        report["settings"]["score"] = (
+            "max over the concept's variations of the cosine to the renormalised mean of the "
+            "variation written into each template")
+        report["settings"]["templates"] = list(templates)
     if auto_n is not None:
         how = f"auto:{auto_n}" if auto_n else "2 % of the split's distinct titles, at least 5"
         report["keyword_set"] = {
@@ -265,6 +282,11 @@ def add_evaluate_arguments(parser: Any) -> Any:
                              "(every title word of the split with positive papers in >= 2 %% "
                              "of its titles, at least 5; chosen by nobody) or auto:N (>= N "
                              "positive papers)")
+    parser.add_argument("--templates", nargs="+", default=None,
+                        help="query each keyword through prompt templates, averaged as in "
+                             "ZeroShotClassifier: 'default' (its default templates) or "
+                             "templates with a {} placeholder (default: keywords as written, "
+                             "the official protocol)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -282,6 +304,11 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
     from matminer_clasp.train.config import TrainConfig
     from matminer_clasp.train.data import load_pairs, split_indices
 
+    templates = getattr(args, "templates", None)
+    if templates == ["default"]:
+        templates = list(DEFAULT_TEMPLATES)
+    elif templates is not None:
+        templates = check_templates(templates)  # before any graph is built
     model = ClaspModel.from_pretrained(args.model, device=getattr(args, "device", None))
     config_path = args.config
     if config_path is None:  # the data and split the model was trained with
@@ -312,7 +339,7 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
         keywords = {k: DEFAULT_KEYWORDS.get(k, (k,)) for k in names}
     report = evaluate_model(model, pairs, indices, keywords, bootstrap=args.bootstrap,
                             seed=args.seed, batch_size=getattr(args, "batch_size", 64),
-                            device=getattr(args, "device", None))
+                            device=getattr(args, "device", None), templates=templates)
     report["model"], report["split"] = str(args.model), args.split
     report["split_seed"] = int(config.data.seed)
     report["split_definition"] = {"config": str(config_path), "kind": config.data.split,

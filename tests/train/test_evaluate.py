@@ -208,3 +208,42 @@ def test_concepts_with_fewer_than_min_papers_are_skipped(rng):
     assert list(report["per_structure"]["concepts"]) == ["spinel"]
     assert report["per_structure"]["mean"]["n_concepts"] == 1
     assert len(report["per_structure"]["mean"]["ap_boot"]) == 10
+
+
+def test_evaluate_model_with_prompt_templates(tiny_model, structures):
+    """Templates change only the keyword queries: each variation becomes its prompt centroid."""
+    from matminer_clasp.zeroshot import DEFAULT_TEMPLATES, prompt_centroids
+
+    graphs = tiny_model.build_graphs([structures[k] for k in ("rocksalt", "diamond", "hexagonal",
+                                                              "triclinic")] * 2)
+    titles = ["Garnet A", "Spinel B", "garnet C", "Perovskite D"] * 2
+    meta = pd.DataFrame({"id": [str(i) for i in range(8)], "title": titles})
+    pairs = PairData(ids=list(meta.id), graphs=graphs, captions=[t.lower() for t in titles],
+                     meta=meta, skipped={})
+    keywords = {"garnet": ("garnet",), "spinel": ("spinel", "spinell")}
+    plain = evaluate_model(tiny_model, pairs, np.arange(8), keywords, bootstrap=0, min_papers=1)
+    templated = evaluate_model(tiny_model, pairs, np.arange(8), keywords, bootstrap=0,
+                               min_papers=1, templates=DEFAULT_TEMPLATES)
+    assert templated["retrieval"] == plain["retrieval"]
+    assert templated["positive_papers"] == plain["positive_papers"]
+    assert templated["settings"]["templates"] == list(DEFAULT_TEMPLATES)
+    assert "templates" not in plain["settings"]
+    # the scores are the max over variations of the cosine to each variation's prompt centroid
+    emb = tiny_model.encode_graphs(graphs)
+    centroids = prompt_centroids(tiny_model, [[t.format(v) for t in DEFAULT_TEMPLATES]
+                                              for v in keywords["spinel"]])
+    expected = (emb @ centroids.T).max(axis=1)
+    column = list(templated["_items"]["concepts"]).index("spinel")
+    np.testing.assert_allclose(templated["_items"]["scores"][:, column], expected, atol=1e-5)
+    assert not np.allclose(templated["_items"]["scores"], plain["_items"]["scores"])
+    with pytest.raises(ValueError, match="placeholder"):
+        evaluate_model(tiny_model, pairs, np.arange(8), keywords, bootstrap=0,
+                       templates=["no placeholder"])
+
+
+def test_cli_templates_option():
+    parser = add_evaluate_arguments(argparse.ArgumentParser())
+    assert parser.parse_args(["m"]).templates is None
+    assert parser.parse_args(["m", "--templates", "default"]).templates == ["default"]
+    args = parser.parse_args(["m", "--templates", "{}", "a {} mineral"])
+    assert args.templates == ["{}", "a {} mineral"]
