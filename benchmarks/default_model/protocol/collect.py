@@ -29,6 +29,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one ``report.json``."""
     out = {k: report.get(k) for k in ("model", "split", "split_seed", "n_structures", "n_titles",
                                       "keyword_set")}
+    out["templates"] = report.get("settings", {}).get("templates")  # None: keywords as written
     out["per_structure"] = _mean(report["per_structure"])
     out["per_title"] = _mean(report["per_title"])
     out["concepts"] = {k: {"n_positive": v["n_positive"], "roc_auc": v["roc_auc"], "ap": v["ap"]}

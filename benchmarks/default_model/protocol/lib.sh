@@ -47,3 +47,18 @@ compare_val() {
         --out $R/eval/compare_${1}_vs_${2}_$keywords.json
   done
 }
+
+# weights (1 - $4) x $R/$2 + $4 x $R/$3 (a stage-1 run and its stage 2), into $R/$1
+interpolate() {
+  [ -d $R/$1 ] || matminer-clasp interpolate $R/$1 $R/$2 $R/$3 --alpha $4
+}
+
+# evaluate $R/$1 like evaluate_val, its keywords queried through the prompt templates of
+# ZeroShotClassifier, into $R/eval/$1_templates
+evaluate_val_templates() {
+  for keywords in amcsd auto; do
+    [ -f $R/eval/$1_templates/$keywords/report.json ] || matminer-clasp evaluate $R/$1 \
+        --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
+        --templates default --out $R/eval/$1_templates/$keywords
+  done
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Protocol (issue 14), fifth session: two levers that need no training.
+#
+# 1. Weight interpolation (WiSE-FT): every member of the recipe becomes
+#    (1 - alpha) x its stage-1 run (titles) + alpha x its stage 2 (keywords), then the members
+#    are merged as before. alpha = 0.5 was the candidate fixed before any number; 0.25 and 0.75
+#    were run with it to show the curve, and alpha = 0 (the stage-1 runs merged) is its end.
+#    A second stage-2 draw (the *_r2_* runs) and the recipe with mineral names test it again.
+# 2. Prompt templates at query time: `evaluate --templates default` queries every keyword
+#    variation as the centroid of ZeroShotClassifier's default templates (fixed on 2026-11-25,
+#    before this split existed) instead of as written. No template was tuned here.
+#
+# Validation split of seed 2026 only. Reuses the stage-1 and stage-2 runs of the third and fourth
+# sessions (run_comp_members.sh, run_mineral_keywords.sh, run_mineral_reseed.sh).
+source benchmarks/default_model/protocol/lib.sh
+graph="graph_s42 graph_s43"
+comp="comp_member_s42 comp_member_s43"
+
+# 1. interpolated members and their ensembles
+for a in 025 05 075; do
+  for m in $graph $comp; do interpolate wise${a}_$m $m/best ${m}_stage2/best 0.${a#0}; done
+  merge recipe_wise$a $R/wise${a}_graph_s4{2,3} $R/wise${a}_comp_member_s4{2,3}
+done
+merge recipe_stage1 $R/graph_s4{2,3}/best $R/comp_member_s4{2,3}/best
+for s in 42 43; do
+  interpolate wise05_graph_r2_s$s graph_s$s/best graph_r2_s${s}_stage2/best 0.5
+  interpolate wise05_comp_r2_s$s comp_member_s$s/best comp_r2_s${s}_stage2/best 0.5
+  interpolate wise05_graph_mineral_s$s graph_s$s/best graph_mineral_s${s}_stage2/best 0.5
+  interpolate wise05_comp_mineral_s$s comp_member_s$s/best comp_mineral_s${s}_stage2/best 0.5
+done
+merge recipe_r2_wise05 $R/wise05_graph_r2_s4{2,3} $R/wise05_comp_r2_s4{2,3}
+merge recipe_mineral_wise05 $R/wise05_graph_mineral_s4{2,3} $R/wise05_comp_mineral_s4{2,3}
+
+# evaluations, two at a time (one core each)
+evaluate_val recipe_wise05 & evaluate_val recipe_wise025 & wait
+evaluate_val recipe_wise075 & evaluate_val recipe_stage1 & wait
+evaluate_val recipe_r2_wise05 & evaluate_val recipe_mineral_wise05 & wait
+evaluate_val_templates default_recipe & evaluate_val_templates recipe_r2 & wait
+evaluate_val_templates recipe_wise05 & evaluate_val_templates recipe_r2_wise05 & wait
+evaluate_val_templates recipe_2g4c
+
+# comparisons
+for a in 025 05 075; do compare_val recipe_wise$a default_recipe; done
+compare_val recipe_stage1 default_recipe
+compare_val recipe_r2_wise05 recipe_r2
+compare_val recipe_mineral_wise05 recipe_mineral
+compare_val recipe_mineral_wise05 default_recipe
+compare_val default_recipe_templates default_recipe
+compare_val recipe_r2_templates recipe_r2
+compare_val recipe_wise05_templates default_recipe_templates
+compare_val recipe_2g4c_templates default_recipe_templates
+E=$R/eval
+for keywords in amcsd auto; do  # each side averaged over its two stage-2 draws
+  matminer-clasp compare $E/recipe_wise05/$keywords,$E/recipe_r2_wise05/$keywords \
+      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
+      --out $E/compare_recipe_wise05_both_vs_default_recipe_both_$keywords.json
+  matminer-clasp compare $E/default_recipe_templates/$keywords,$E/recipe_r2_templates/$keywords \
+      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
+      --out $E/compare_recipe_templates_both_vs_default_recipe_both_$keywords.json
+  matminer-clasp compare \
+      $E/recipe_wise05_templates/$keywords,$E/recipe_r2_wise05_templates/$keywords \
+      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
+      --out $E/compare_recipe_wise05_templates_both_vs_default_recipe_both_$keywords.json
+done
+
+names="default_recipe recipe_r2 recipe_mineral recipe_2g4c recipe_stage1 recipe_wise025"
+names="$names recipe_wise05 recipe_wise075 recipe_r2_wise05 recipe_mineral_wise05"
+names="$names default_recipe_templates recipe_r2_templates recipe_wise05_templates"
+names="$names recipe_r2_wise05_templates recipe_2g4c_templates"
+pairs="recipe_wise025_vs_default_recipe recipe_wise05_vs_default_recipe"
+pairs="$pairs recipe_wise075_vs_default_recipe recipe_stage1_vs_default_recipe"
+pairs="$pairs recipe_r2_wise05_vs_recipe_r2 recipe_wise05_both_vs_default_recipe_both"
+pairs="$pairs recipe_mineral_wise05_vs_recipe_mineral recipe_mineral_wise05_vs_default_recipe"
+pairs="$pairs default_recipe_templates_vs_default_recipe recipe_r2_templates_vs_recipe_r2"
+pairs="$pairs recipe_templates_both_vs_default_recipe_both"
+pairs="$pairs recipe_wise05_templates_vs_default_recipe_templates"
+pairs="$pairs recipe_2g4c_templates_vs_default_recipe_templates"
+pairs="$pairs recipe_wise05_templates_both_vs_default_recipe_both"
+python $P/collect.py --out benchmarks/default_model/results/protocol_val_interpolation.json \
+    --eval $(for n in $names; do echo $n=$E/$n; done) \
+    --compare $(for c in $pairs; do echo $c=$E/compare_$c; done)
