@@ -17,6 +17,10 @@ from torch_geometric.data import Batch, Data
 __all__ = ["CaptionIndex", "PairDataset", "chemical_systems", "collate_pairs", "epoch_order"]
 
 
+#: How keyword captions join their keywords (:func:`~.captions.keyword_captions`).
+KEYWORD_SEPARATOR = ", "
+
+
 class CaptionIndex:
     """Distinct captions (first-appearance order) and the distinct id of every pair.
 
@@ -24,19 +28,53 @@ class CaptionIndex:
     ----------
     captions
         The caption of every pair.
+    keyword_pairs
+        Pairs whose keyword captions (``"kw1, kw2, ..."``) may be replaced by one of their
+        keywords (:meth:`sampled_ids`, ``TrainConfig.keyword_sampling``): their single keywords
+        join ``distinct`` after every caption, so their text features are computed once too.
 
     Attributes
     ----------
     distinct : list of str
-        Each caption once, in order of first appearance.
+        Each caption once, in order of first appearance, then the new single keywords.
     pair_ids : numpy.ndarray
         ``(n_pairs,)`` index into ``distinct`` of each pair's caption.
     """
 
-    def __init__(self, captions: Sequence[str]) -> None:
+    def __init__(self, captions: Sequence[str],
+                 keyword_pairs: Sequence[int] | np.ndarray | None = None) -> None:
         ids: dict[str, int] = {}
         self.pair_ids = np.array([ids.setdefault(c, len(ids)) for c in captions], dtype=np.int64)
+        self._keyword_pairs = np.asarray([] if keyword_pairs is None else keyword_pairs, np.int64)
+        keyword_ids = [[ids.setdefault(k, len(ids)) for k in _keywords(captions[i])]
+                       for i in self._keyword_pairs]
+        self._n_keywords = np.array([len(k) for k in keyword_ids], dtype=np.int64)
+        self._keyword_start = np.concatenate([[0], np.cumsum(self._n_keywords)[:-1]]).astype(
+            np.int64) if len(keyword_ids) else np.zeros(0, np.int64)
+        self._keyword_ids = np.array([i for k in keyword_ids for i in k], dtype=np.int64)
         self.distinct = list(ids)
+
+    def sampled_ids(self, probability: float, rng: np.random.Generator) -> np.ndarray:
+        """Caption ids of one epoch: each keyword pair, with ``probability``, gets one keyword.
+
+        The keyword is drawn uniformly from its caption's keywords; the other pairs (and every
+        pair not in ``keyword_pairs``) keep their whole caption. ``rng`` fixes the draw.
+        """
+        ids = self.pair_ids.copy()
+        if not len(self._keyword_pairs) or probability <= 0:
+            return ids
+        take = rng.random(len(self._keyword_pairs)) < probability
+        pick = (rng.random(len(self._keyword_pairs)) * self._n_keywords).astype(np.int64)
+        chosen = self._keyword_ids[self._keyword_start + np.minimum(pick, self._n_keywords - 1)]
+        ids[self._keyword_pairs[take]] = chosen[take]
+        return ids
+
+
+def _keywords(caption: str) -> list[str]:
+    """The keywords of a keyword caption (the whole caption when it has one or none)."""
+    parts = [k.strip() for k in caption.split(KEYWORD_SEPARATOR)]
+    parts = [k for k in parts if k]
+    return parts or [caption]
 
 
 class PairDataset(torch.utils.data.Dataset):

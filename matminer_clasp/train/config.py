@@ -113,6 +113,12 @@ class TrainConfig:
         ``"chemsys"``: hard negatives; each epoch fills its batches with whole chemical systems
         (the set of elements), taken in random order, and shuffles the batches, so structures of
         one chemical system meet in a batch and must be told apart by more than composition.
+    keyword_sampling
+        With keyword captions (``data.captions: keywords``): the probability that a training
+        pair's caption is, for one epoch, a single keyword drawn uniformly from its caption
+        instead of the whole list, redrawn every epoch from ``(seed, epoch)``. A zero-shot query
+        is one word; this trains on such queries too. Validation keeps the whole captions.
+        ``0`` (default): off.
     distill_features, distill_weight
         Distillation from a pretrained crystal model (:mod:`~matminer_clasp.train.distill`): a
         teacher-features file written by ``matminer-clasp teacher-features`` (a path relative
@@ -158,6 +164,7 @@ class TrainConfig:
     batch_grouping: str = "random"
     distill_features: str | None = None
     distill_weight: float = 0.1
+    keyword_sampling: float = 0.0
 
     def __post_init__(self) -> None:
         data_cls = _data_config_class()
@@ -199,6 +206,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if not 0.0 <= float(self.keyword_sampling) <= 1.0:
+            raise ValueError(
+                f"TrainConfig.keyword_sampling must be in [0, 1], got {self.keyword_sampling}")
+        if self.keyword_sampling and self.data.captions != "keywords":
+            raise ValueError(
+                "TrainConfig.keyword_sampling needs keyword captions (data.captions: keywords); "
+                f"these captions are {self.data.captions!r}")
         if not float(self.distill_weight) > 0:
             raise ValueError(
                 f"TrainConfig.distill_weight must be positive, got {self.distill_weight}"

@@ -120,8 +120,9 @@ class _Run:
         self.pairs = pairs
         self.splits = splits if splits is not None else data_module.split_indices(pairs, cfg.data)
         self.fingerprint = data_module.data_fingerprint(pairs)
-        self.captions = CaptionIndex(pairs.captions)
         self.train_idx = np.asarray(self.splits["train"], dtype=np.int64)
+        self.captions = CaptionIndex(pairs.captions,
+                                     self.train_idx if cfg.keyword_sampling > 0 else None)
         self.val_idx = np.asarray(self.splits.get("val", []), dtype=np.int64)
         self.global_batch = cfg.batch_size * self.info.world_size
         self.batch_groups = (
@@ -226,9 +227,12 @@ class _Run:
             order[j * self.global_batch + rank * bs : j * self.global_batch + (rank + 1) * bs]
             for j in range(first_micro, n_micro)
         ]
+        caption_ids = self.captions.pair_ids
+        if self.cfg.keyword_sampling > 0:  # the same draw on every rank and after a resume
+            rng = np.random.default_rng([self.cfg.seed, epoch])
+            caption_ids = self.captions.sampled_ids(self.cfg.keyword_sampling, rng)
         return torch.utils.data.DataLoader(
-            PairDataset(self.pairs.graphs, self.captions.pair_ids,
-                        with_index=self.distill is not None),
+            PairDataset(self.pairs.graphs, caption_ids, with_index=self.distill is not None),
             batch_sampler=[s.tolist() for s in shards],
             collate_fn=collate_pairs,
             num_workers=self.cfg.num_workers,

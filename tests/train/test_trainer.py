@@ -425,3 +425,52 @@ def test_chemsys_grouping_trains(tmp_path, tiny_model_dir, pairs):
     with pytest.raises(ValueError, match="batch_grouping"):
         TrainConfig.from_dict({**base_config(tmp_path / "x", tiny_model_dir),
                                "batch_grouping": "nope"})
+
+
+def test_caption_index_samples_single_keywords():
+    from matminer_clasp.train.batches import CaptionIndex
+
+    captions = ["garnet, almandine", "spinel", "olivine, high pressure, garnet", "spinel"]
+    index = CaptionIndex(captions, keyword_pairs=[0, 2])
+    assert index.distinct == ["garnet, almandine", "spinel", "olivine, high pressure, garnet",
+                              "garnet", "almandine", "olivine", "high pressure"]
+    np.testing.assert_array_equal(index.pair_ids, [0, 1, 2, 1])
+    np.testing.assert_array_equal(index.sampled_ids(0.0, np.random.default_rng(0)), [0, 1, 2, 1])
+    draws = np.stack([index.sampled_ids(1.0, np.random.default_rng(s)) for s in range(300)])
+    assert set(draws[:, 0]) == {3, 4} and set(draws[:, 2]) == {5, 6, 3}  # own keywords only
+    assert (draws[:, 1] == 1).all() and (draws[:, 3] == 1).all()  # not keyword pairs
+    counts = np.bincount(draws[:, 2], minlength=7)[[3, 5, 6]]
+    assert counts.min() > 70  # uniform over the three keywords (100 each expected)
+    half = np.stack([index.sampled_ids(0.5, np.random.default_rng(s)) for s in range(300)])
+    assert 100 < (half[:, 0] == 0).sum() < 200  # the whole caption about half of the epochs
+    np.testing.assert_array_equal(index.sampled_ids(0.5, np.random.default_rng(7)),
+                                  index.sampled_ids(0.5, np.random.default_rng(7)))
+    assert CaptionIndex(captions).distinct == captions[:3]  # without keyword pairs: as before
+
+
+def test_keyword_sampling_trains_on_single_keywords(tmp_path, tiny_model_dir, pairs):
+    from matminer_clasp.train.trainer import _Run
+
+    keyword_pairs = PairData(ids=pairs.ids, graphs=pairs.graphs,
+                             captions=[c.replace(" ", ", ") for c in pairs.captions],
+                             meta=pairs.meta, skipped={})
+    cfg = base_config(tmp_path / "run", tiny_model_dir, max_steps=4, keyword_sampling=1.0)
+    cfg["data"]["captions"] = "keywords"
+    run = _Run(TrainConfig.from_dict(cfg), keyword_pairs, _splits(keyword_pairs), None, [])
+    run.setup()
+    words = {w for c in CAPTIONS for w in c.split()}
+    assert words <= set(run.captions.distinct)
+    assert run.features.shape[0] == len(run.captions.distinct)  # keywords: features once
+    seen = set()
+    for epoch in (0, 1):
+        for _, caption_ids in run._micro_batches(epoch, 0):
+            seen |= {run.captions.distinct[i] for i in caption_ids.tolist()}
+    assert seen and seen <= words  # probability 1: every training caption is one keyword
+    rows, cb = record()
+    fit({**cfg, "output_dir": str(tmp_path / "fit")}, pairs=keyword_pairs,
+        splits=_splits(keyword_pairs), callbacks=[cb])
+    assert len(rows) == 4 and np.isfinite([r["loss"] for r in rows]).all()
+    with pytest.raises(ValueError, match="keyword captions"):
+        TrainConfig.from_dict(base_config(tmp_path / "x", tiny_model_dir, keyword_sampling=0.5))
+    with pytest.raises(ValueError, match=r"keyword_sampling must be in \[0, 1\]"):
+        TrainConfig.from_dict({**cfg, "keyword_sampling": 1.5})
