@@ -39,6 +39,7 @@ DEFAULT_NEGATIVE_TEMPLATES: tuple[str, ...] = (
     "not {}",
 )
 
+
 def check_templates(templates: Sequence[str]) -> list[str]:
     """The prompt templates as a list, each checked for its ``{}`` placeholder.
 
@@ -76,9 +77,9 @@ def prompt_centroids(
     numpy.ndarray
         ``(len(groups), embedding_dim)`` float32, unit-norm rows.
     """
-    texts = [t for group in groups for t in group]
     if any(not group for group in groups):
         raise ValueError("every prompt group needs at least one prompt")
+    texts = [t for group in groups for t in group]
     emb = np.asarray(model.encode_texts(texts, batch_size=batch_size, device=device))
     centroids, start = [], 0
     for group in groups:

@@ -31,15 +31,47 @@ for keywords in amcsd auto; do  # each side averaged over its two stage-2 draws
       $E/default_recipe_templates/$keywords,$E/recipe_r2_templates/$keywords --bootstrap 1000 \
       --out $E/compare_recipe_ksamp_templates_both_vs_default_recipe_templates_both_$keywords.json
 done
+
+# Combined after the first draw's numbers (not fixed beforehand): keyword sampling lost
+# retrieval, which weight interpolation buys back; alpha = 0.5 as before, both draws.
+for s in 42 43; do
+  interpolate wise05_graph_ksamp_s$s graph_s$s/best graph_ksamp_s${s}_stage2/best 0.5
+  interpolate wise05_comp_ksamp_s$s comp_member_s$s/best comp_ksamp_s${s}_stage2/best 0.5
+  interpolate wise05_graph_ksamp_r2_s$s graph_s$s/best graph_ksamp_r2_s${s}_stage2/best 0.5
+  interpolate wise05_comp_ksamp_r2_s$s comp_member_s$s/best comp_ksamp_r2_s${s}_stage2/best 0.5
+done
+merge recipe_ksamp_wise05 $R/wise05_graph_ksamp_s4{2,3} $R/wise05_comp_ksamp_s4{2,3}
+merge recipe_ksamp_r2_wise05 $R/wise05_graph_ksamp_r2_s4{2,3} $R/wise05_comp_ksamp_r2_s4{2,3}
+evaluate_val recipe_ksamp_wise05 & evaluate_val recipe_ksamp_r2_wise05 & wait
+evaluate_val_templates recipe_ksamp_wise05 & evaluate_val_templates recipe_ksamp_r2_wise05 & wait
+compare_val recipe_ksamp_wise05 default_recipe
+compare_val recipe_ksamp_r2_wise05 recipe_r2
+for keywords in amcsd auto; do
+  matminer-clasp compare $E/recipe_ksamp_wise05/$keywords,$E/recipe_ksamp_r2_wise05/$keywords \
+      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
+      --out $E/compare_recipe_ksamp_wise05_both_vs_default_recipe_both_$keywords.json
+  matminer-clasp compare \
+      $E/recipe_ksamp_wise05_templates/$keywords,$E/recipe_ksamp_r2_wise05_templates/$keywords \
+      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
+      --out $E/compare_recipe_ksamp_wise05_templates_both_vs_default_recipe_both_$keywords.json
+done
+
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_keyword_sampling.json \
     --eval default_recipe=$E/default_recipe recipe_r2=$E/recipe_r2 \
     default_recipe_templates=$E/default_recipe_templates \
     recipe_r2_templates=$E/recipe_r2_templates recipe_ksamp=$E/recipe_ksamp \
     recipe_ksamp_r2=$E/recipe_ksamp_r2 recipe_ksamp_templates=$E/recipe_ksamp_templates \
     recipe_ksamp_r2_templates=$E/recipe_ksamp_r2_templates \
+    recipe_ksamp_wise05=$E/recipe_ksamp_wise05 recipe_ksamp_r2_wise05=$E/recipe_ksamp_r2_wise05 \
+    recipe_ksamp_wise05_templates=$E/recipe_ksamp_wise05_templates \
+    recipe_ksamp_r2_wise05_templates=$E/recipe_ksamp_r2_wise05_templates \
     --compare recipe_ksamp_vs_default_recipe=$E/compare_recipe_ksamp_vs_default_recipe \
     recipe_ksamp_templates_vs_default_recipe_templates=$E/compare_recipe_ksamp_templates_vs_default_recipe_templates \
     recipe_ksamp_r2_vs_recipe_r2=$E/compare_recipe_ksamp_r2_vs_recipe_r2 \
     recipe_ksamp_r2_templates_vs_recipe_r2_templates=$E/compare_recipe_ksamp_r2_templates_vs_recipe_r2_templates \
     recipe_ksamp_both_vs_default_recipe_both=$E/compare_recipe_ksamp_both_vs_default_recipe_both \
-    recipe_ksamp_templates_both_vs_default_recipe_templates_both=$E/compare_recipe_ksamp_templates_both_vs_default_recipe_templates_both
+    recipe_ksamp_templates_both_vs_default_recipe_templates_both=$E/compare_recipe_ksamp_templates_both_vs_default_recipe_templates_both \
+    recipe_ksamp_wise05_vs_default_recipe=$E/compare_recipe_ksamp_wise05_vs_default_recipe \
+    recipe_ksamp_r2_wise05_vs_recipe_r2=$E/compare_recipe_ksamp_r2_wise05_vs_recipe_r2 \
+    recipe_ksamp_wise05_both_vs_default_recipe_both=$E/compare_recipe_ksamp_wise05_both_vs_default_recipe_both \
+    recipe_ksamp_wise05_templates_both_vs_default_recipe_both=$E/compare_recipe_ksamp_wise05_templates_both_vs_default_recipe_both
