@@ -70,6 +70,17 @@ class CaptionIndex:
         return ids
 
 
+    def epoch_ids(self, probability: float, seed: int, epoch: int) -> np.ndarray:
+        """:meth:`sampled_ids` of one epoch, drawn from ``(seed, epoch)`` alone.
+
+        The same on every process and after a resume; ``pair_ids`` itself when
+        ``probability`` is 0.
+        """
+        if probability <= 0:
+            return self.pair_ids
+        return self.sampled_ids(probability, np.random.default_rng([seed, epoch]))
+
+
 def _keywords(caption: str) -> list[str]:
     """The keywords of a keyword caption (the whole caption when it has one or none)."""
     parts = [k.strip() for k in caption.split(KEYWORD_SEPARATOR)]

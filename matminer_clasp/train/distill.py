@@ -251,6 +251,23 @@ class Distillation(nn.Module):
         self._caught: torch.Tensor | None = None
         self._hook: Any = None
 
+    @classmethod
+    def for_model(cls, model: nn.Module, source: str, pair_ids: Sequence[str],
+                  train_idx: np.ndarray) -> Distillation:
+        """The distillation of ``model``'s CGCNN towards the features file ``source``, attached.
+
+        ``pair_ids`` are the ids of every pair (the targets' rows), ``train_idx`` the training
+        pairs. Raises a ``ValueError`` when the model's crystal tower has no CGCNN.
+        """
+        cgcnn = getattr(model.crystal_tower, "cgcnn", None)
+        if cgcnn is None:
+            raise ValueError(f"distill_features={source!r} needs a CGCNN in the crystal tower; "
+                             f"this model's is {model.config.crystal_encoder!r}")
+        distill = cls(model.config.atom_fea_len, load_teacher_targets(source, pair_ids),
+                      train_idx, source)
+        distill.attach(cgcnn)
+        return distill
+
     def attach(self, cgcnn: nn.Module) -> None:
         """Catch ``cgcnn``'s output vector on every training forward pass."""
 

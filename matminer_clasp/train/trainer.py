@@ -48,7 +48,7 @@ from matminer_clasp.train.checkpoint import (
     write_checkpoint,
 )
 from matminer_clasp.train.config import TrainConfig
-from matminer_clasp.train.distill import Distillation, load_teacher_targets
+from matminer_clasp.train.distill import Distillation
 from matminer_clasp.train.distributed import (
     DistInfo,
     average_gradients,
@@ -187,15 +187,9 @@ class _Run:
 
     def _distillation(self) -> Distillation:
         """The auxiliary distillation term of ``cfg.distill_features``, hooked on the CGCNN."""
-        cgcnn = getattr(self.model.crystal_tower, "cgcnn", None)
         source = str(self.cfg.distill_features)
-        if cgcnn is None:
-            raise ValueError(f"distill_features={source!r} needs a CGCNN in the crystal tower; "
-                             f"this model's is {self.model.config.crystal_encoder!r}")
-        targets = load_teacher_targets(source, self.pairs.ids)
-        distill = Distillation(self.model.config.atom_fea_len, targets, self.train_idx, source)
+        distill = Distillation.for_model(self.model, source, self.pairs.ids, self.train_idx)
         distill.to(self.device)
-        distill.attach(cgcnn)
         if self.info.is_main:
             print(f"distillation from {source}: {distill.coverage:.0%} of the training pairs "
                   f"have a target (weight {self.cfg.distill_weight})")
@@ -227,10 +221,7 @@ class _Run:
             order[j * self.global_batch + rank * bs : j * self.global_batch + (rank + 1) * bs]
             for j in range(first_micro, n_micro)
         ]
-        caption_ids = self.captions.pair_ids
-        if self.cfg.keyword_sampling > 0:  # the same draw on every rank and after a resume
-            rng = np.random.default_rng([self.cfg.seed, epoch])
-            caption_ids = self.captions.sampled_ids(self.cfg.keyword_sampling, rng)
+        caption_ids = self.captions.epoch_ids(self.cfg.keyword_sampling, self.cfg.seed, epoch)
         return torch.utils.data.DataLoader(
             PairDataset(self.pairs.graphs, caption_ids, with_index=self.distill is not None),
             batch_sampler=[s.tolist() for s in shards],

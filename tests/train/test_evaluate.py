@@ -149,13 +149,18 @@ def test_random_embeddings_near_baselines():
     assert report["retrieval"]["structure_to_text"]["recall@10"] < 0.15
 
 
-def test_evaluate_model_and_reports(tmp_path, tiny_model, structures):
-    graphs = tiny_model.build_graphs([structures[k] for k in ("rocksalt", "diamond", "hexagonal",
-                                                              "triclinic")] * 2)
+def _titled_pairs(model, structures) -> PairData:
+    """8 pairs of 4 structures, titled so that garnet has 2 papers and spinel 1."""
+    graphs = model.build_graphs([structures[k] for k in ("rocksalt", "diamond", "hexagonal",
+                                                         "triclinic")] * 2)
     titles = ["Garnet A", "Spinel B", "garnet C", "Perovskite D"] * 2
     meta = pd.DataFrame({"id": [str(i) for i in range(8)], "title": titles})
-    pairs = PairData(ids=list(meta.id), graphs=graphs, captions=[t.lower() for t in titles],
-                     meta=meta, skipped={})
+    return PairData(ids=list(meta.id), graphs=graphs, captions=[t.lower() for t in titles],
+                    meta=meta, skipped={})
+
+
+def test_evaluate_model_and_reports(tmp_path, tiny_model, structures):
+    pairs = _titled_pairs(tiny_model, structures)
     report = evaluate_model(tiny_model, pairs, np.arange(8), keywords=["garnet", "spinel"],
                             bootstrap=20, seed=0, min_papers=1)
     assert report["per_structure"]["concepts"]["garnet"]["n_positive"] == 4
@@ -214,12 +219,7 @@ def test_evaluate_model_with_prompt_templates(tiny_model, structures):
     """Templates change only the keyword queries: each variation becomes its prompt centroid."""
     from matminer_clasp.zeroshot import DEFAULT_TEMPLATES, prompt_centroids
 
-    graphs = tiny_model.build_graphs([structures[k] for k in ("rocksalt", "diamond", "hexagonal",
-                                                              "triclinic")] * 2)
-    titles = ["Garnet A", "Spinel B", "garnet C", "Perovskite D"] * 2
-    meta = pd.DataFrame({"id": [str(i) for i in range(8)], "title": titles})
-    pairs = PairData(ids=list(meta.id), graphs=graphs, captions=[t.lower() for t in titles],
-                     meta=meta, skipped={})
+    pairs = _titled_pairs(tiny_model, structures)
     keywords = {"garnet": ("garnet",), "spinel": ("spinel", "spinell")}
     plain = evaluate_model(tiny_model, pairs, np.arange(8), keywords, bootstrap=0, min_papers=1)
     templated = evaluate_model(tiny_model, pairs, np.arange(8), keywords, bootstrap=0,
@@ -229,7 +229,7 @@ def test_evaluate_model_with_prompt_templates(tiny_model, structures):
     assert templated["settings"]["templates"] == list(DEFAULT_TEMPLATES)
     assert "templates" not in plain["settings"]
     # the scores are the max over variations of the cosine to each variation's prompt centroid
-    emb = tiny_model.encode_graphs(graphs)
+    emb = tiny_model.encode_graphs(pairs.graphs)
     centroids = prompt_centroids(tiny_model, [[t.format(v) for t in DEFAULT_TEMPLATES]
                                               for v in keywords["spinel"]])
     expected = (emb @ centroids.T).max(axis=1)

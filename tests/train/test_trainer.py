@@ -446,6 +446,11 @@ def test_caption_index_samples_single_keywords():
     np.testing.assert_array_equal(index.sampled_ids(0.5, np.random.default_rng(7)),
                                   index.sampled_ids(0.5, np.random.default_rng(7)))
     assert CaptionIndex(captions).distinct == captions[:3]  # without keyword pairs: as before
+    # an epoch's draw depends on (seed, epoch) alone; probability 0 keeps the captions
+    np.testing.assert_array_equal(index.epoch_ids(0.5, 3, 1), index.epoch_ids(0.5, 3, 1))
+    np.testing.assert_array_equal(index.epoch_ids(0.0, 3, 1), index.pair_ids)
+    epochs = np.stack([index.epoch_ids(1.0, 3, e) for e in range(20)])
+    assert len({tuple(row) for row in epochs}) > 1
 
 
 def test_keyword_sampling_trains_on_single_keywords(tmp_path, tiny_model_dir, pairs):

@@ -62,3 +62,13 @@ evaluate_val_templates() {
         --templates default --out $R/eval/$1_templates/$keywords
   done
 }
+
+# paired comparison with each side averaged over two runs on every resample (two stage-2 draws):
+# compare_val_both NAME A1 A2 B1 B2 (evaluated names), into $R/eval/compare_NAME_<keywords>.json
+compare_val_both() {
+  for keywords in amcsd auto; do
+    matminer-clasp compare $R/eval/$2/$keywords,$R/eval/$3/$keywords \
+        $R/eval/$4/$keywords,$R/eval/$5/$keywords --bootstrap 1000 \
+        --out $R/eval/compare_$1_$keywords.json
+  done
+}

@@ -49,19 +49,13 @@ compare_val default_recipe_templates default_recipe
 compare_val recipe_r2_templates recipe_r2
 compare_val recipe_wise05_templates default_recipe_templates
 compare_val recipe_2g4c_templates default_recipe_templates
+compare_val_both recipe_wise05_both_vs_default_recipe_both \
+    recipe_wise05 recipe_r2_wise05 default_recipe recipe_r2
+compare_val_both recipe_templates_both_vs_default_recipe_both \
+    default_recipe_templates recipe_r2_templates default_recipe recipe_r2
+compare_val_both recipe_wise05_templates_both_vs_default_recipe_both \
+    recipe_wise05_templates recipe_r2_wise05_templates default_recipe recipe_r2
 E=$R/eval
-for keywords in amcsd auto; do  # each side averaged over its two stage-2 draws
-  matminer-clasp compare $E/recipe_wise05/$keywords,$E/recipe_r2_wise05/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_wise05_both_vs_default_recipe_both_$keywords.json
-  matminer-clasp compare $E/default_recipe_templates/$keywords,$E/recipe_r2_templates/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_templates_both_vs_default_recipe_both_$keywords.json
-  matminer-clasp compare \
-      $E/recipe_wise05_templates/$keywords,$E/recipe_r2_wise05_templates/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_wise05_templates_both_vs_default_recipe_both_$keywords.json
-done
 
 names="default_recipe recipe_r2 recipe_mineral recipe_2g4c recipe_stage1 recipe_wise025"
 names="$names recipe_wise05 recipe_wise075 recipe_r2_wise05 recipe_mineral_wise05"

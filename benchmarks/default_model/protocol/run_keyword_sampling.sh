@@ -21,16 +21,10 @@ evaluate_val recipe_ksamp_r2 & evaluate_val_templates recipe_ksamp_r2 & wait
 compare_val recipe_ksamp_r2 recipe_r2
 compare_val recipe_ksamp_r2_templates recipe_r2_templates
 
-E=$R/eval
-for keywords in amcsd auto; do  # each side averaged over its two stage-2 draws
-  matminer-clasp compare $E/recipe_ksamp/$keywords,$E/recipe_ksamp_r2/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_ksamp_both_vs_default_recipe_both_$keywords.json
-  matminer-clasp compare \
-      $E/recipe_ksamp_templates/$keywords,$E/recipe_ksamp_r2_templates/$keywords \
-      $E/default_recipe_templates/$keywords,$E/recipe_r2_templates/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_ksamp_templates_both_vs_default_recipe_templates_both_$keywords.json
-done
+compare_val_both recipe_ksamp_both_vs_default_recipe_both \
+    recipe_ksamp recipe_ksamp_r2 default_recipe recipe_r2
+compare_val_both recipe_ksamp_templates_both_vs_default_recipe_templates_both \
+    recipe_ksamp_templates recipe_ksamp_r2_templates default_recipe_templates recipe_r2_templates
 
 # Combined after the first draw's numbers (not fixed beforehand): keyword sampling lost
 # retrieval, which weight interpolation buys back; alpha = 0.5 as before, both draws.
@@ -46,15 +40,11 @@ evaluate_val recipe_ksamp_wise05 & evaluate_val recipe_ksamp_r2_wise05 & wait
 evaluate_val_templates recipe_ksamp_wise05 & evaluate_val_templates recipe_ksamp_r2_wise05 & wait
 compare_val recipe_ksamp_wise05 default_recipe
 compare_val recipe_ksamp_r2_wise05 recipe_r2
-for keywords in amcsd auto; do
-  matminer-clasp compare $E/recipe_ksamp_wise05/$keywords,$E/recipe_ksamp_r2_wise05/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_ksamp_wise05_both_vs_default_recipe_both_$keywords.json
-  matminer-clasp compare \
-      $E/recipe_ksamp_wise05_templates/$keywords,$E/recipe_ksamp_r2_wise05_templates/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_ksamp_wise05_templates_both_vs_default_recipe_both_$keywords.json
-done
+compare_val_both recipe_ksamp_wise05_both_vs_default_recipe_both \
+    recipe_ksamp_wise05 recipe_ksamp_r2_wise05 default_recipe recipe_r2
+compare_val_both recipe_ksamp_wise05_templates_both_vs_default_recipe_both \
+    recipe_ksamp_wise05_templates recipe_ksamp_r2_wise05_templates default_recipe recipe_r2
+E=$R/eval
 
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_keyword_sampling.json \
     --eval default_recipe=$E/default_recipe recipe_r2=$E/recipe_r2 \

@@ -15,13 +15,9 @@ evaluate_val recipe_r2
 evaluate_val recipe_mineral_r2
 compare_val recipe_mineral_r2 recipe_r2
 compare_val recipe_r2 default_recipe
+compare_val_both recipe_mineral_both_vs_default_recipe_both \
+    recipe_mineral recipe_mineral_r2 default_recipe recipe_r2
 E=$R/eval
-# each side averaged over its two stage-2 draws on every resample
-for keywords in amcsd auto; do
-  matminer-clasp compare $E/recipe_mineral/$keywords,$E/recipe_mineral_r2/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords --bootstrap 1000 \
-      --out $E/compare_recipe_mineral_both_vs_default_recipe_both_$keywords.json
-done
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_mineral_reseed.json \
     --eval default_recipe=$E/default_recipe recipe_mineral=$E/recipe_mineral \
     recipe_r2=$E/recipe_r2 recipe_mineral_r2=$E/recipe_mineral_r2 \
