@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Protocol (issue 14), fifth session: a third stage-2 draw (seeds 2042/2043) of the recipe and of
+# the recipe with keyword sampling, from the same stage-1 runs. Run because the two draws of
+# run_keyword_sampling.sh were borderline on `auto` AP (+0.070 [-0.002, +0.096] over both). The
+# arbiter, fixed before this run: the same rule on the mean of all three draws on each side.
+# Validation split of seed 2026 only. Needs run_keyword_sampling.sh's evaluations.
+source benchmarks/default_model/protocol/lib.sh
+stage2_pair graph_r3_s42 graph_r3_s43
+stage2_pair graph_ksamp_r3_s42 graph_ksamp_r3_s43
+stage2_pair comp_r3_s42 comp_r3_s43
+stage2_pair comp_ksamp_r3_s42 comp_ksamp_r3_s43
+merge recipe_r3 $R/graph_r3_s4{2,3}_stage2/best $R/comp_r3_s4{2,3}_stage2/best
+merge recipe_ksamp_r3 $R/graph_ksamp_r3_s4{2,3}_stage2/best $R/comp_ksamp_r3_s4{2,3}_stage2/best
+evaluate_val recipe_r3 & evaluate_val recipe_ksamp_r3 & wait
+compare_val recipe_ksamp_r3 recipe_r3
+compare_val recipe_r3 default_recipe
+E=$R/eval
+for keywords in amcsd auto; do  # each side averaged over its three stage-2 draws
+  matminer-clasp compare \
+      $E/recipe_ksamp/$keywords,$E/recipe_ksamp_r2/$keywords,$E/recipe_ksamp_r3/$keywords \
+      $E/default_recipe/$keywords,$E/recipe_r2/$keywords,$E/recipe_r3/$keywords \
+      --bootstrap 1000 --out $E/compare_recipe_ksamp_three_vs_default_recipe_three_$keywords.json
+done
+python $P/collect.py --out benchmarks/default_model/results/protocol_val_keyword_sampling_r3.json \
+    --eval recipe_r3=$E/recipe_r3 recipe_ksamp_r3=$E/recipe_ksamp_r3 \
+    --compare recipe_ksamp_r3_vs_recipe_r3=$E/compare_recipe_ksamp_r3_vs_recipe_r3 \
+    recipe_r3_vs_default_recipe=$E/compare_recipe_r3_vs_default_recipe \
+    recipe_ksamp_three_vs_default_recipe_three=$E/compare_recipe_ksamp_three_vs_default_recipe_three
