@@ -14,11 +14,9 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
+from matminer_clasp.train.captions import KEYWORD_SEPARATOR
+
 __all__ = ["CaptionIndex", "PairDataset", "chemical_systems", "collate_pairs", "epoch_order"]
-
-
-#: How keyword captions join their keywords (:func:`~.captions.keyword_captions`).
-KEYWORD_SEPARATOR = ", "
 
 
 class CaptionIndex:
@@ -49,8 +47,7 @@ class CaptionIndex:
         keyword_ids = [[ids.setdefault(k, len(ids)) for k in _keywords(captions[i])]
                        for i in self._keyword_pairs]
         self._n_keywords = np.array([len(k) for k in keyword_ids], dtype=np.int64)
-        self._keyword_start = np.concatenate([[0], np.cumsum(self._n_keywords)[:-1]]).astype(
-            np.int64) if len(keyword_ids) else np.zeros(0, np.int64)
+        self._keyword_start = np.cumsum(self._n_keywords) - self._n_keywords
         self._keyword_ids = np.array([i for k in keyword_ids for i in k], dtype=np.int64)
         self.distinct = list(ids)
 
@@ -68,7 +65,6 @@ class CaptionIndex:
         chosen = self._keyword_ids[self._keyword_start + np.minimum(pick, self._n_keywords - 1)]
         ids[self._keyword_pairs[take]] = chosen[take]
         return ids
-
 
     def epoch_ids(self, probability: float, seed: int, epoch: int) -> np.ndarray:
         """:meth:`sampled_ids` of one epoch, drawn from ``(seed, epoch)`` alone.

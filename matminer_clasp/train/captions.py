@@ -26,6 +26,9 @@ from typing import Any
 
 from matminer_clasp.atomic import write_file_atomic
 
+#: How a keyword caption joins its keywords (``"kw1, kw2, ..."``, as the official loader does).
+KEYWORD_SEPARATOR = ", "
+
 logger = logging.getLogger(__name__)
 
 #: Keywords the official fine-tuning loader drops (case-insensitive exact match).
@@ -426,4 +429,4 @@ def keyword_captions(titles: Sequence[str], extractor: KeywordExtractor | str,
             cache[key] = filter_keywords(kws)
         if path is not None:
             write_file_atomic(path, json.dumps(cache, ensure_ascii=False))
-    return [", ".join(cache[key]) for key in keys]
+    return [KEYWORD_SEPARATOR.join(cache[key]) for key in keys]

@@ -22,7 +22,7 @@ from typing import Any
 from pymatgen.core.periodic_table import Element
 
 from matminer_clasp.structures.composition import formula_elements
-from matminer_clasp.train.captions import decode_cif_markup
+from matminer_clasp.train.captions import KEYWORD_SEPARATOR, decode_cif_markup
 
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
 _SYMBOL_RUN = re.compile(r"(?:[A-Z][a-z]?)+")
@@ -109,9 +109,9 @@ def chemical_class(formula: str | None) -> str | None:
 
 def _with_keyword(caption: str, keyword: str | None) -> str:
     """A keyword caption with ``keyword`` first, unless it is ``None`` or already there."""
-    if keyword is None or keyword.lower() in {k.lower() for k in caption.split(", ")}:
+    if keyword is None or keyword.lower() in {k.lower() for k in caption.split(KEYWORD_SEPARATOR)}:
         return caption
-    return f"{keyword}, {caption}" if caption else keyword
+    return f"{keyword}{KEYWORD_SEPARATOR}{caption}" if caption else keyword
 
 
 def add_metadata_keywords(captions: Sequence[str], fields: Sequence[Mapping[str, Any]], *,
