@@ -72,3 +72,15 @@ compare_val_both() {
         --out $R/eval/compare_$1_$keywords.json
   done
 }
+
+# the recipe's four members interpolated and merged into $R/$1: each member is
+# (1 - 0.$4) x its stage-1 run + 0.$4 x its stage-2 run $2_s42/s43 (graph) or $3_s42/s43
+# (composition); e.g. `interpolate_recipe recipe_wise05 graph comp_member 05`
+interpolate_recipe() {
+  local name=$1 graph=$2 comp=$3 a=$4 s
+  for s in 42 43; do
+    interpolate wise${a}_${graph}_s$s graph_s$s/best ${graph}_s${s}_stage2/best 0.${a#0}
+    interpolate wise${a}_${comp}_s$s comp_member_s$s/best ${comp}_s${s}_stage2/best 0.${a#0}
+  done
+  merge $name $R/wise${a}_${graph}_s4{2,3} $R/wise${a}_${comp}_s4{2,3}
+}

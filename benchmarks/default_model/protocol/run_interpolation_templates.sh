@@ -13,23 +13,12 @@
 # Validation split of seed 2026 only. Reuses the stage-1 and stage-2 runs of the third and fourth
 # sessions (run_comp_members.sh, run_mineral_keywords.sh, run_mineral_reseed.sh).
 source benchmarks/default_model/protocol/lib.sh
-graph="graph_s42 graph_s43"
-comp="comp_member_s42 comp_member_s43"
 
 # 1. interpolated members and their ensembles
-for a in 025 05 075; do
-  for m in $graph $comp; do interpolate wise${a}_$m $m/best ${m}_stage2/best 0.${a#0}; done
-  merge recipe_wise$a $R/wise${a}_graph_s4{2,3} $R/wise${a}_comp_member_s4{2,3}
-done
+for a in 025 05 075; do interpolate_recipe recipe_wise$a graph comp_member $a; done
 merge recipe_stage1 $R/graph_s4{2,3}/best $R/comp_member_s4{2,3}/best
-for s in 42 43; do
-  interpolate wise05_graph_r2_s$s graph_s$s/best graph_r2_s${s}_stage2/best 0.5
-  interpolate wise05_comp_r2_s$s comp_member_s$s/best comp_r2_s${s}_stage2/best 0.5
-  interpolate wise05_graph_mineral_s$s graph_s$s/best graph_mineral_s${s}_stage2/best 0.5
-  interpolate wise05_comp_mineral_s$s comp_member_s$s/best comp_mineral_s${s}_stage2/best 0.5
-done
-merge recipe_r2_wise05 $R/wise05_graph_r2_s4{2,3} $R/wise05_comp_r2_s4{2,3}
-merge recipe_mineral_wise05 $R/wise05_graph_mineral_s4{2,3} $R/wise05_comp_mineral_s4{2,3}
+interpolate_recipe recipe_r2_wise05 graph_r2 comp_r2 05
+interpolate_recipe recipe_mineral_wise05 graph_mineral comp_mineral 05
 
 # evaluations, two at a time (one core each)
 evaluate_val recipe_wise05 & evaluate_val recipe_wise025 & wait

@@ -28,14 +28,8 @@ compare_val_both recipe_ksamp_templates_both_vs_default_recipe_templates_both \
 
 # Combined after the first draw's numbers (not fixed beforehand): keyword sampling lost
 # retrieval, which weight interpolation buys back; alpha = 0.5 as before, both draws.
-for s in 42 43; do
-  interpolate wise05_graph_ksamp_s$s graph_s$s/best graph_ksamp_s${s}_stage2/best 0.5
-  interpolate wise05_comp_ksamp_s$s comp_member_s$s/best comp_ksamp_s${s}_stage2/best 0.5
-  interpolate wise05_graph_ksamp_r2_s$s graph_s$s/best graph_ksamp_r2_s${s}_stage2/best 0.5
-  interpolate wise05_comp_ksamp_r2_s$s comp_member_s$s/best comp_ksamp_r2_s${s}_stage2/best 0.5
-done
-merge recipe_ksamp_wise05 $R/wise05_graph_ksamp_s4{2,3} $R/wise05_comp_ksamp_s4{2,3}
-merge recipe_ksamp_r2_wise05 $R/wise05_graph_ksamp_r2_s4{2,3} $R/wise05_comp_ksamp_r2_s4{2,3}
+interpolate_recipe recipe_ksamp_wise05 graph_ksamp comp_ksamp 05
+interpolate_recipe recipe_ksamp_r2_wise05 graph_ksamp_r2 comp_ksamp_r2 05
 evaluate_val recipe_ksamp_wise05 & evaluate_val recipe_ksamp_r2_wise05 & wait
 evaluate_val_templates recipe_ksamp_wise05 & evaluate_val_templates recipe_ksamp_r2_wise05 & wait
 compare_val recipe_ksamp_wise05 default_recipe
