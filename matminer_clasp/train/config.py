@@ -118,6 +118,14 @@ class TrainConfig:
         pair's caption is, for one epoch, a single keyword drawn uniformly from its caption
         instead of the whole list, redrawn every epoch from ``(seed, epoch)``. A zero-shot query
         is one word; this trains on such queries too. Validation keeps the whole captions.
+    text_lr
+        Train the text encoder too, at this peak learning rate (the heads and the crystal
+        tower keep ``lr``; a pretrained encoder wants a rate about ten times lower). Without it
+        (``None``, default) the encoder stays frozen and its features are cached. Parameters
+        named in ``freeze`` (e.g. ``text_tower.bert.encoder.layer.0``) stay frozen, so only the
+        top layers can be tuned. The saved model then carries the tuned encoder and its
+        tokenizer (``text_weights: checkpoint``; about 90 MB for MiniLM), and ensembles can only
+        merge members that share one encoder.
         ``0`` (default): off.
     distill_features, distill_weight
         Distillation from a pretrained crystal model (:mod:`~matminer_clasp.train.distill`): a
@@ -165,6 +173,7 @@ class TrainConfig:
     distill_features: str | None = None
     distill_weight: float = 0.1
     keyword_sampling: float = 0.0
+    text_lr: float | None = None
 
     def __post_init__(self) -> None:
         data_cls = _data_config_class()
@@ -204,8 +213,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1 or null, got {value}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        for name in ("lr", "text_lr"):
+            value = getattr(self, name)
+            if value is not None and not float(value) > 0:
+                raise ValueError(f"TrainConfig.{name} must be positive, got {value}")
         if not 0.0 <= float(self.keyword_sampling) <= 1.0:
             raise ValueError(
                 f"TrainConfig.keyword_sampling must be in [0, 1], got {self.keyword_sampling}")

@@ -53,18 +53,41 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: floa
 
 def build_optimizer(
     params: Iterable[nn.Parameter], loss_params: Iterable[nn.Parameter], lr: float,
-    weight_decay: float,
+    weight_decay: float, text_params: Iterable[nn.Parameter] = (), text_lr: float | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over the model's trainable ``params`` and, without weight decay, the loss's own.
 
     The learnable temperature / bias of a loss (InfoNCE, SigLIP) is a scalar on a log or logit
     scale; decaying it towards 0 would pull the scale towards 1, so it is in a group of its own.
+    ``text_params`` (a text encoder being tuned) get a group at their own peak rate ``text_lr``.
+    Every group records its peak rate as ``base_lr`` (see :func:`peak_rates`).
     """
-    groups = [{"params": list(params), "weight_decay": weight_decay}]
+    groups = [{"params": list(params), "weight_decay": weight_decay, "base_lr": lr}]
     loss_params = list(loss_params)
     if loss_params:
-        groups.append({"params": loss_params, "weight_decay": 0.0})
+        groups.append({"params": loss_params, "weight_decay": 0.0, "base_lr": lr})
+    text_params = list(text_params)
+    if text_params:
+        if text_lr is None:
+            raise ValueError("text_params need their own learning rate (text_lr)")
+        groups.append({"params": text_params, "weight_decay": weight_decay,
+                       "base_lr": float(text_lr)})
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def peak_rates(optimizer: torch.optim.Optimizer) -> list[float]:
+    """The peak rate of each group of an optimizer from :func:`build_optimizer`.
+
+    Read them before a checkpoint's state is loaded: the groups of older checkpoints do not
+    carry ``base_lr``, and the rates belong to the config, not to the checkpoint.
+    """
+    return [float(group["base_lr"]) for group in optimizer.param_groups]
+
+
+def scheduled_lr(optimizer: torch.optim.Optimizer, peaks: list[float], factor: float) -> None:
+    """Set each group's rate to its peak rate times the schedule's ``factor``."""
+    for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+        group["lr"] = peak * factor
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model.clasp import ClaspModel
+from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
 from matminer_clasp.train.batches import (
     CaptionIndex,
     PairDataset,
@@ -60,7 +61,13 @@ from matminer_clasp.train.distributed import (
 from matminer_clasp.train.losses import make_loss
 from matminer_clasp.train.metric_log import MetricLog
 from matminer_clasp.train.metrics import retrieval_recall
-from matminer_clasp.train.optimization import autocast_dtype, build_optimizer, lr_factor
+from matminer_clasp.train.optimization import (
+    autocast_dtype,
+    build_optimizer,
+    lr_factor,
+    peak_rates,
+    scheduled_lr,
+)
 from matminer_clasp.train.state import capture_rng
 from matminer_clasp.train.text_cache import TEXT_FEATURES_NAME, text_features
 
@@ -82,6 +89,17 @@ def _build_model(cfg: TrainConfig) -> ClaspModel:
     if cfg.init_from is not None:
         return ClaspModel.from_pretrained(cfg.init_from)
     return ClaspModel(ClaspConfig.from_dict(cfg.model or {}))
+
+
+def unfreeze_text_encoder(model: ClaspModel) -> None:
+    """Let the text encoder train (``TrainConfig.text_lr``); saved models then carry it.
+
+    Its weights can no longer come from the installed package, so the config switches to
+    ``text_weights="checkpoint"`` and ``freeze_text=False`` (no cached features).
+    """
+    model.config.freeze_text = False
+    model.config.text_weights = "checkpoint"
+    model.text_tower.bert.requires_grad_(True)
 
 
 def _barrier(info: DistInfo) -> None:
@@ -144,6 +162,8 @@ class _Run:
         cfg, model = self.cfg, self.model
         model.to(self.device)
         self.features = None
+        if cfg.text_lr is not None:
+            unfreeze_text_encoder(model)
         if model.config.freeze_text and cfg.cache_text_features:
             cache = self.out / TEXT_FEATURES_NAME
             if self.info.is_main:
@@ -159,11 +179,15 @@ class _Run:
             if any(name.startswith(prefix) for prefix in cfg.freeze):
                 param.requires_grad_(False)
         self.distill = self._distillation() if cfg.distill_features is not None else None
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        text_params = [p for n, p in trainable if n.startswith(TEXT_ENCODER_PREFIX)]
+        other = [p for n, p in trainable if not n.startswith(TEXT_ENCODER_PREFIX)]
         if self.distill is not None:
-            self.params += list(self.distill.parameters())
-        self.optimizer = build_optimizer(self.params, self.loss_fn.parameters(),
-                                         cfg.learning_rate, cfg.weight_decay)
+            other += list(self.distill.parameters())
+        self.params = other + text_params
+        self.optimizer = build_optimizer(other, self.loss_fn.parameters(), cfg.learning_rate,
+                                         cfg.weight_decay, text_params, cfg.text_lr)
+        self.peak_lrs = peak_rates(self.optimizer)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
@@ -231,10 +255,10 @@ class _Run:
         )
 
     def _train_step(self, micro_batches: list[tuple[Batch, torch.Tensor]]) -> float:
-        lr = self.cfg.learning_rate * lr_factor(self.step, self.total_steps, self.warmup,
-                                                self.cfg.schedule, self.cfg.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        factor = lr_factor(self.step, self.total_steps, self.warmup, self.cfg.schedule,
+                           self.cfg.min_lr_ratio)
+        scheduled_lr(self.optimizer, self.peak_lrs, factor)
+        lr = self.cfg.learning_rate * factor
         self.model.train()
         total = 0.0
         self.distill_total = 0.0

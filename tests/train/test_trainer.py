@@ -14,9 +14,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertTokenizerFast
 
+from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model import ClaspModel
 from matminer_clasp.train.config import TrainConfig
 from matminer_clasp.train.data import PairData
+from matminer_clasp.train.optimization import build_optimizer, peak_rates, scheduled_lr
 from matminer_clasp.train.trainer import collate_pairs, epoch_order, fit, lr_factor
 from tests.conftest import _structures, make_tiny_bert, make_tiny_model, make_tokenizer
 
@@ -479,3 +481,39 @@ def test_keyword_sampling_trains_on_single_keywords(tmp_path, tiny_model_dir, pa
         TrainConfig.from_dict(base_config(tmp_path / "x", tiny_model_dir, keyword_sampling=0.5))
     with pytest.raises(ValueError, match=r"keyword_sampling must be in \[0, 1\]"):
         TrainConfig.from_dict({**cfg, "keyword_sampling": 1.5})
+
+
+def test_build_optimizer_gives_the_text_encoder_its_own_rate():
+    heads, text = [torch.nn.Parameter(torch.zeros(2))], [torch.nn.Parameter(torch.zeros(3))]
+    opt = build_optimizer(heads, [], 1e-3, 0.01, text, 1e-5)
+    peaks = peak_rates(opt)
+    assert peaks == [1e-3, 1e-5]
+    scheduled_lr(opt, peaks, 0.5)
+    assert [g["lr"] for g in opt.param_groups] == [5e-4, 5e-6]
+    with pytest.raises(ValueError, match="text_lr"):
+        build_optimizer(heads, [], 1e-3, 0.01, text, None)
+
+
+def test_text_lr_tunes_the_encoder_and_saves_it(tmp_path, tiny_model_dir, pairs):
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    frozen_run = fit(base_config(tmp_path / "frozen", tiny_model_dir, max_steps=3),
+                     pairs=pairs, splits=_splits(pairs))
+    after = load_file(str(frozen_run / "model.safetensors"))
+    bert = [k for k in before if k.startswith("text_tower.bert.")]
+    assert bert and all(torch.equal(before[k], after[k]) for k in bert)
+
+    cfg = base_config(tmp_path / "tuned", tiny_model_dir, max_steps=3, text_lr=1e-3,
+                      freeze=["text_tower.bert.embeddings"])
+    out = fit(cfg, pairs=pairs, splits=_splits(pairs))
+    tuned = load_file(str(out / "model.safetensors"))
+    embeddings = [k for k in bert if k.startswith("text_tower.bert.embeddings.")]
+    layers = [k for k in bert if k.startswith("text_tower.bert.encoder.") and "weight" in k]
+    assert embeddings and all(torch.equal(before[k], tuned[k]) for k in embeddings)
+    assert layers and all(not torch.equal(before[k], tuned[k]) for k in layers)
+    assert not (out / "text_features.safetensors").exists()  # no cache of a moving encoder
+    saved = ClaspConfig.load(out)
+    assert saved.freeze_text is False and saved.text_weights == "checkpoint"
+    reloaded = ClaspModel.from_pretrained(out)
+    assert torch.equal(reloaded.state_dict()[layers[0]], tuned[layers[0]])
+    with pytest.raises(ValueError, match="text_lr must be positive"):
+        TrainConfig.from_dict(base_config(tmp_path / "bad", tiny_model_dir, text_lr=0))
