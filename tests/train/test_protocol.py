@@ -4,6 +4,7 @@ the paired bootstrap (``matminer-clasp compare``) and the split seed in the repo
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -287,10 +288,14 @@ def _protocol_script(name: str):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[2] / "benchmarks" / "default_model" / "protocol" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    folder = Path(__file__).parents[2] / "benchmarks" / "default_model" / "protocol"
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(folder))  # as when run as a script: its siblings import
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
     return module
 
 

@@ -17,13 +17,12 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from folder_audit import run_audit  # a sibling module: run this file as a script
 
 STOP = {
     "en": {"the", "of", "and", "in", "on", "with", "from", "for", "by", "at", "its", "to", "an",
@@ -91,23 +90,19 @@ def recall_by_language(folder: Path, titles: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def show(rows: dict[str, Any]) -> None:
+    """Print one folder's recall per title language."""
+    for lang, row in rows.items():
+        r = [row[f"text_to_structure_recall@{k}"] for k in (1, 5, 10)]
+        s = [row[f"structure_to_text_recall@{k}"] for k in (1, 5, 10)]
+        fmt = lambda v: " ".join("  n/a" if x is None else f"{x:.3f}" for x in v)  # noqa: E731
+        print(f"  {lang}: {row['n_titles']:4d} titles, {row['n_structures']:4d} structures | "
+              f"text->structure R@1/5/10 {fmt(r)} | structure->text {fmt(s)}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
     titles = titles_by_id()
-    result = {str(f): recall_by_language(f, titles) for f in args.folders}
-    for folder, rows in result.items():
-        print(folder)
-        for lang, row in rows.items():
-            r = [row[f"text_to_structure_recall@{k}"] for k in (1, 5, 10)]
-            s = [row[f"structure_to_text_recall@{k}"] for k in (1, 5, 10)]
-            fmt = lambda v: " ".join("  n/a" if x is None else f"{x:.3f}" for x in v)  # noqa: E731
-            print(f"  {lang}: {row['n_titles']:4d} titles, {row['n_structures']:4d} structures | "
-                  f"text->structure R@1/5/10 {fmt(r)} | structure->text {fmt(s)}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    run_audit(__doc__.split("\n")[0], lambda folder: recall_by_language(folder, titles), show)
 
 
 if __name__ == "__main__":

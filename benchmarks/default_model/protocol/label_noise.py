@@ -35,14 +35,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from folder_audit import run_audit  # a sibling module: run this file as a script
 from sklearn.metrics import average_precision_score
 
 #: Mineral species of each structure-defined family (lower case, no suffix, no accents).
@@ -151,33 +150,29 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
     return out
 
 
+def show(rows: dict[str, Any]) -> None:
+    """Print one folder's audit: the families, their mean, then the chemistry words."""
+    families = {k: r for k, r in rows.items() if k in FAMILIES}
+    print("  family      title members unlabelled  ap_title ap_either top20_members oracle_ap")
+    for family, r in families.items():
+        print(f"  {family:10s} {r['title']:6d} {r['members']:7d} {r['unlabelled']:10d} "
+              f"{r['ap_title']:9.3f} {r['ap_either']:9.3f} {r['top20_members']:13d} "
+              f"{r['oracle_ap']:9.3f}")
+    mean = {k: np.mean([r[k] for r in families.values()]) for k in
+            ("ap_title", "ap_either", "oracle_ap")}
+    print(f"  mean over the {len(families)} families: ap_title {mean['ap_title']:.3f}, "
+          f"ap_either {mean['ap_either']:.3f}, oracle_ap {mean['oracle_ap']:.3f}")
+    print("  chemistry   title rule_positive  roc_auc rule_roc_auc  ap_title  rule_ap")
+    for word, r in rows.items():
+        if word in CHEMISTRY:
+            print(f"  {word:10s} {r['title']:6d} {r['rule_positive']:13d} "
+                  f"{r['roc_auc']:8.3f} {r['rule_roc_auc']:12.3f} {r['ap_title']:9.3f} "
+                  f"{r['rule_ap']:8.3f}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
     entries = entries_by_id()
-    result = {str(f): audit(f, entries) for f in args.folders}
-    for folder, rows in result.items():
-        families = {k: r for k, r in rows.items() if k in FAMILIES}
-        print(folder)
-        print("  family      title members unlabelled  ap_title ap_either top20_members oracle_ap")
-        for family, r in families.items():
-            print(f"  {family:10s} {r['title']:6d} {r['members']:7d} {r['unlabelled']:10d} "
-                  f"{r['ap_title']:9.3f} {r['ap_either']:9.3f} {r['top20_members']:13d} "
-                  f"{r['oracle_ap']:9.3f}")
-        mean = {k: np.mean([r[k] for r in families.values()]) for k in
-                ("ap_title", "ap_either", "oracle_ap")}
-        print(f"  mean over the {len(families)} families: ap_title {mean['ap_title']:.3f}, "
-              f"ap_either {mean['ap_either']:.3f}, oracle_ap {mean['oracle_ap']:.3f}")
-        print("  chemistry   title rule_positive  roc_auc rule_roc_auc  ap_title  rule_ap")
-        for word, r in rows.items():
-            if word in CHEMISTRY:
-                print(f"  {word:10s} {r['title']:6d} {r['rule_positive']:13d} "
-                      f"{r['roc_auc']:8.3f} {r['rule_roc_auc']:12.3f} {r['ap_title']:9.3f} "
-                      f"{r['rule_ap']:8.3f}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    run_audit(__doc__.split("\n")[0], lambda folder: audit(folder, entries), show)
 
 
 if __name__ == "__main__":
