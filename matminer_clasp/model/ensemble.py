@@ -129,7 +129,8 @@ def merge_models(models: Sequence[ClaspModel]) -> ClaspModel:
         ):
             raise ValueError(
                 f"member {i} has different text-encoder weights from member 0; ensemble members "
-                "share one text encoder (train them with the encoder frozen)"
+                "share one text encoder (train them with the encoder frozen, or all from one "
+                "tuned encoder)"
             )
     merged = ClaspModel(config, text_encoder=bert, tokenizer=models[0].tokenizer)
     for slot, head, m in zip(merged.crystal_tower.members, merged.text_tower.head.members, models):

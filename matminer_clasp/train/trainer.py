@@ -92,12 +92,12 @@ def _build_model(cfg: TrainConfig) -> ClaspModel:
 
 
 def unfreeze_text_encoder(model: ClaspModel) -> None:
-    """Let the text encoder train (``TrainConfig.text_lr``); saved models then carry it.
+    """Let the text encoder train in this run (``TrainConfig.text_lr``); saved models carry it.
 
     Its weights can no longer come from the installed package, so the config switches to
-    ``text_weights="checkpoint"`` and ``freeze_text=False`` (no cached features).
+    ``text_weights="checkpoint"``. ``freeze_text`` stays as it was: it is what a later run
+    from the saved model does without ``text_lr`` (and ensemble members must agree on it).
     """
-    model.config.freeze_text = False
     model.config.text_weights = "checkpoint"
     model.text_tower.bert.requires_grad_(True)
 
@@ -164,7 +164,7 @@ class _Run:
         self.features = None
         if cfg.text_lr is not None:
             unfreeze_text_encoder(model)
-        if model.config.freeze_text and cfg.cache_text_features:
+        if model.config.freeze_text and cfg.text_lr is None and cfg.cache_text_features:
             cache = self.out / TEXT_FEATURES_NAME
             if self.info.is_main:
                 self.features = text_features(model, self.captions.distinct, self.device, cache,

@@ -512,8 +512,13 @@ def test_text_lr_tunes_the_encoder_and_saves_it(tmp_path, tiny_model_dir, pairs)
     assert layers and all(not torch.equal(before[k], tuned[k]) for k in layers)
     assert not (out / "text_features.safetensors").exists()  # no cache of a moving encoder
     saved = ClaspConfig.load(out)
-    assert saved.freeze_text is False and saved.text_weights == "checkpoint"
+    assert saved.text_weights == "checkpoint" and saved.freeze_text is True
     reloaded = ClaspModel.from_pretrained(out)
     assert torch.equal(reloaded.state_dict()[layers[0]], tuned[layers[0]])
+    # a later run from the tuned model without text_lr keeps its encoder as it is
+    again = fit(base_config(tmp_path / "again", out, max_steps=2), pairs=pairs,
+                splits=_splits(pairs))
+    kept = load_file(str(again / "model.safetensors"))
+    assert all(torch.equal(tuned[k], kept[k]) for k in bert)
     with pytest.raises(ValueError, match="text_lr must be positive"):
         TrainConfig.from_dict(base_config(tmp_path / "bad", tiny_model_dir, text_lr=0))
