@@ -31,13 +31,18 @@ merge() {
   [ -d $R/$name ] || matminer-clasp merge $R/$name "$@"
 }
 
-# evaluate $R/$1 on the validation split with both keyword sets, into $R/eval/$1
-evaluate_val() {
+# evaluate the model folder $2 on the validation split with both keyword sets, into $R/eval/$1
+evaluate_val_model() {
   for keywords in amcsd auto; do
-    [ -f $R/eval/$1/$keywords/report.json ] || matminer-clasp evaluate $R/$1 \
+    [ -f $R/eval/$1/$keywords/report.json ] || matminer-clasp evaluate $2 \
         --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
         --out $R/eval/$1/$keywords
   done
+}
+
+# evaluate $R/$1 (an ensemble or interpolated model) like evaluate_val_model, into $R/eval/$1
+evaluate_val() {
+  evaluate_val_model $1 $R/$1
 }
 
 # paired comparison A − B ($1, $2: evaluated names) on both keyword sets

@@ -11,32 +11,19 @@
 # The bundled model cannot be measured on this split: it was trained on 70 % of the corpus
 # under seed 42, which overlaps the seed-2026 validation and test titles. Every candidate and
 # baseline is retrained on split_s2026.yaml.
-set -euo pipefail
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-P=benchmarks/default_model/protocol
-R=runs/protocol
-stage2() {  # paper stage 2: keyword captions, the seed-2026 title split mapped by structure id
-  python benchmarks/default_model/finetune_keywords.py --pretrain-config $P/split_s2026.yaml \
-      --config "$1"
-}
+source benchmarks/default_model/protocol/lib.sh
 
-# the composition-only baseline (InfoNCE), the same with training seed 43 (the seed-to-seed
-# spread a lever has to beat), and the first lever (CosFace s = 3, m = 0.5, seeds 42 and 43),
-# each in both stages
-matminer-clasp train $P/split_s2026.yaml
-stage2 $P/composition_stage2.yaml
-matminer-clasp train $P/composition_s43.yaml
-stage2 $P/composition_s43_stage2.yaml
-matminer-clasp train $P/cosface.yaml
-stage2 $P/cosface_stage2.yaml
-matminer-clasp train $P/cosface_s43.yaml
-stage2 $P/cosface_s43_stage2.yaml
-
+# the composition-only baseline (InfoNCE; split_s2026.yaml trains it into $R/composition), the
+# same with training seed 43 (the seed-to-seed spread a lever has to beat), and the first lever
+# (CosFace s = 3, m = 0.5, seeds 42 and 43), each in both stages
+[ -d $R/composition/best ] || matminer-clasp train $P/split_s2026.yaml > $R/composition.log 2>&1
+stage2 composition
+for run in composition_s43 cosface cosface_s43; do
+  stage1 $run
+  stage2 $run
+done
 for name in composition_stage2 composition_s43_stage2 cosface_stage2 cosface_s43_stage2; do
-  for keywords in amcsd auto; do
-    matminer-clasp evaluate $R/$name/best --config $P/split_s2026.yaml --split val \
-        --keywords $keywords --bootstrap 1000 --out $R/eval/$name/$keywords
-  done
+  evaluate_val_model $name $R/$name/best
 done
 for keywords in amcsd auto; do
   for pair in cosface_stage2:cosface_vs_composition composition_s43_stage2:s43_vs_s42; do

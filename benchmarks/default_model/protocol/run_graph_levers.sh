@@ -9,22 +9,15 @@
 # (titles), validation split only. A stage-1 graph member early-stops after about 240 steps,
 # 10-12 min on one core (next to a second run); two trainings can go at once. Run from the
 # repository root.
-set -euo pipefail
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-P=benchmarks/default_model/protocol
-R=runs/protocol
+source benchmarks/default_model/protocol/lib.sh
 T=runs/teacher/chgnet_s2026_train.safetensors
 [ -f $T ] || matminer-clasp teacher-features $P/split_s2026.yaml --split train --out $T
 LEVERS=(distill distill_w01 chemsys)
 RUNS=(graph_s42 graph_s43)
 for lever in "${LEVERS[@]}"; do RUNS+=(graph_${lever}_s42 graph_${lever}_s43); done
-for run in "${RUNS[@]}"; do
-  [ -d $R/$run/best ] || matminer-clasp train $P/$run.yaml
-  for keywords in amcsd auto; do
-    [ -f $R/eval/$run/$keywords/report.json ] || matminer-clasp evaluate $R/$run/best \
-        --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
-        --out $R/eval/$run/$keywords
-  done
+for run in "${RUNS[@]}"; do  # stage 1 only: evaluated under the run's own name
+  stage1 $run
+  evaluate_val_model $run $R/$run/best
 done
 COMPARES=(plain_s43_vs_s42)
 for keywords in amcsd auto; do
