@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from matminer_clasp import cli
@@ -329,34 +328,3 @@ def test_label_noise_audit_counts_members_the_titles_miss(tmp_path):
     assert 0.5 < chem["rule_ap"] < 1  # two title positives in random order among four
     assert chem["roc_auc"] == pytest.approx(1 / 8)  # 0.45 beats one of four negatives
 
-
-def test_with_text_encoder_lets_members_of_two_encoders_merge(tmp_path):
-    from matminer_clasp.model import merge_models
-    from tests.conftest import make_tiny_model
-
-    script = _protocol_script("with_text_encoder")
-    member, donor = make_tiny_model(tmp_path, seed=1), make_tiny_model(tmp_path, seed=2)
-    with pytest.raises(ValueError, match="different text-encoder weights"):
-        merge_models([member, donor])
-    crystal = {k: v.clone() for k, v in member.crystal_tower.state_dict().items()}
-    head = {k: v.clone() for k, v in member.text_tower.head.state_dict().items()}
-    folder = tmp_path / "member"
-    member.save_pretrained(folder)
-    donor_folder = tmp_path / "donor"
-    donor.save_pretrained(donor_folder)
-    out = tmp_path / "out"
-    assert script.main([str(folder), str(donor_folder), str(out)]) == 0
-    assert script.main([str(folder), str(donor_folder), str(out)]) == 2  # not overwritten
-    swapped = type(member).from_pretrained(out)
-    assert swapped.config.text_weights == "checkpoint" and swapped.config.freeze_text
-    for k, v in donor.text_tower.bert.state_dict().items():
-        assert torch.equal(swapped.text_tower.bert.state_dict()[k], v)
-    assert all(torch.equal(swapped.crystal_tower.state_dict()[k], v) for k, v in crystal.items())
-    assert all(torch.equal(swapped.text_tower.head.state_dict()[k], v) for k, v in head.items())
-    merged = merge_models([swapped, donor])
-    text = ["garnet mineral"]
-    expected = np.concatenate([swapped.encode_texts(text), donor.encode_texts(text)], axis=1)
-    assert np.allclose(merged.encode_texts(text), expected / np.sqrt(2), atol=1e-5)
-    other = make_tiny_model(tmp_path, seed=3, text_pooling="cls")
-    with pytest.raises(ValueError, match="text_pooling"):
-        script.with_text_encoder(other, donor)
