@@ -328,3 +328,40 @@ def test_label_noise_audit_counts_members_the_titles_miss(tmp_path):
     assert 0.5 < chem["rule_ap"] < 1  # two title positives in random order among four
     assert chem["roc_auc"] == pytest.approx(1 / 8)  # 0.45 beats one of four negatives
 
+
+
+def test_ablation_table_in_the_report_is_regenerated():
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    script = _protocol_script("ablation_table")
+    docs = [root / "docs" / "model-report.md",
+            root / "benchmarks" / "default_model" / "protocol.md"]
+    assert script.main(["--check", *map(str, docs)]) == 0
+    assert script.embedded(docs[0].read_text()).count("\n") == len(script.ROWS) + 2
+
+
+def _comparison(cis: dict[tuple[str, str], tuple[float, float]]) -> dict:
+    out: dict = {}
+    for keywords in ("amcsd", "auto"):
+        metrics = {}
+        for metric in ("roc_auc", "ap", "text_to_structure_recall@10",
+                       "structure_to_text_recall@10"):
+            low, high = cis.get((keywords, metric), (-0.01, 0.01))
+            metrics[metric] = {"diff": (low + high) / 2, "diff_ci95": [low, high]}
+        out[keywords] = {"metrics": metrics}
+    return out
+
+
+def test_ablation_verdict_is_the_decision_rule():
+    script = _protocol_script("ablation_table")
+    assert script.verdict(_comparison({})) == "not kept"
+    assert script.verdict(_comparison({("auto", "ap"): (0.01, 0.05)})) == "kept"
+    # a gain that is not a headline metric does not count
+    assert script.verdict(_comparison({("amcsd", "roc_auc"): (0.01, 0.05)})) == "not kept"
+    # a headline metric wholly below zero vetoes a gain elsewhere
+    both = {("auto", "ap"): (0.01, 0.05), ("amcsd", "text_to_structure_recall@10"): (-0.05, -0.01)}
+    assert script.verdict(_comparison(both)) == "not kept"
+    # a loss on a metric outside the headline set does not veto
+    side = {("auto", "ap"): (0.01, 0.05), ("amcsd", "structure_to_text_recall@10"): (-0.05, -0.01)}
+    assert script.verdict(_comparison(side)) == "kept"
