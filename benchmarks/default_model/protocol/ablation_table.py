@@ -62,6 +62,8 @@ ROWS = (
      "protocol_val_keyword_sampling.json", "recipe_ksamp_wise05_both_vs_default_recipe_both"),
     (6, "text encoder tuned (top 2 layers, 2e-5)", "composition member, 2 seeds each",
      "protocol_val_text_tuning.json", "comp_textft_both_vs_comp_member_both"),
+    (6, "sigmoid loss (SigLIP), both stages", "composition member, 2 seeds each",
+     "protocol_val_siglip.json", "comp_siglip_both_vs_comp_member_both"),
     (0, "reference: another training seed", "composition baseline, seed 42",
      "protocol_val.json", "s43_vs_s42"),
     (0, "reference: another stage-2 draw", "the recipe", "protocol_val_mineral_reseed.json",
