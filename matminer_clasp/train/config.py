@@ -118,15 +118,15 @@ class TrainConfig:
         pair's caption is, for one epoch, a single keyword drawn uniformly from its caption
         instead of the whole list, redrawn every epoch from ``(seed, epoch)``. A zero-shot query
         is one word; this trains on such queries too. Validation keeps the whole captions.
+        ``0`` (default): off.
     text_lr
         Train the text encoder too, at this peak learning rate (the heads and the crystal
         tower keep ``lr``; a pretrained encoder wants a rate about ten times lower). Without it
         (``None``, default) the encoder stays frozen and its features are cached. Parameters
-        named in ``freeze`` (e.g. ``text_tower.bert.encoder.layer.0``) stay frozen, so only the
+        named in ``freeze`` (e.g. ``text_tower.bert.encoder.layer.0.``) stay frozen, so only the
         top layers can be tuned. The saved model then carries the tuned encoder and its
         tokenizer (``text_weights: checkpoint``; about 90 MB for MiniLM), and ensembles can only
         merge members that share one encoder.
-        ``0`` (default): off.
     distill_features, distill_weight
         Distillation from a pretrained crystal model (:mod:`~matminer_clasp.train.distill`): a
         teacher-features file written by ``matminer-clasp teacher-features`` (a path relative
