@@ -329,7 +329,6 @@ def test_label_noise_audit_counts_members_the_titles_miss(tmp_path):
     assert chem["roc_auc"] == pytest.approx(1 / 8)  # 0.45 beats one of four negatives
 
 
-
 def test_ablation_table_in_the_report_is_regenerated():
     from pathlib import Path
 

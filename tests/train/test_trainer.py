@@ -19,7 +19,13 @@ from matminer_clasp.model import ClaspModel
 from matminer_clasp.train.config import TrainConfig
 from matminer_clasp.train.data import PairData
 from matminer_clasp.train.optimization import build_optimizer, peak_rates, scheduled_lr
-from matminer_clasp.train.trainer import collate_pairs, epoch_order, fit, lr_factor
+from matminer_clasp.train.trainer import (
+    collate_pairs,
+    epoch_order,
+    fit,
+    lr_factor,
+    unfreeze_text_encoder,
+)
 from tests.conftest import _structures, make_tiny_bert, make_tiny_model, make_tokenizer
 
 CAPTIONS = ["ferroelectric perovskite", "garnet mineral", "spinel oxide", "high pressure"]
@@ -522,3 +528,16 @@ def test_text_lr_tunes_the_encoder_and_saves_it(tmp_path, tiny_model_dir, pairs)
     assert all(torch.equal(tuned[k], kept[k]) for k in bert)
     with pytest.raises(ValueError, match="text_lr must be positive"):
         TrainConfig.from_dict(base_config(tmp_path / "bad", tiny_model_dir, text_lr=0))
+
+
+def test_unfreeze_text_encoder_stores_an_installed_encoder_with_the_model(tmp_path):
+    model = make_tiny_model(tmp_path)
+    model.config.text_weights = "external"  # as the bundled model: MiniLM from its package
+    model.text_tower.bert.requires_grad_(False)
+    unfreeze_text_encoder(model)
+    assert model.config.text_weights == "checkpoint" and model.config.freeze_text
+    assert all(p.requires_grad for p in model.text_tower.bert.parameters())
+    model.save_pretrained(tmp_path / "saved")
+    state = load_file(str(tmp_path / "saved" / "model.safetensors"))
+    assert any(k.startswith("text_tower.bert.") for k in state)
+    assert (tmp_path / "saved" / "tokenizer").is_dir()
