@@ -1,4 +1,4 @@
-"""Optimisation settings of a run: AdamW parameter groups, the lr schedule, mixed precision.
+"""Optimisation settings of a run: what trains, AdamW parameter groups, the lr schedule, precision.
 
 The learning rate of every optimizer step is a pure function of the global step
 (:func:`lr_factor`), set on the optimizer before the step; no scheduler object carries state, so
@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-__all__ = ["lr_factor", "build_optimizer", "autocast_dtype"]
+from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
+
+if TYPE_CHECKING:
+    from matminer_clasp.model.clasp import ClaspModel
+    from matminer_clasp.train.config import TrainConfig
+
+__all__ = ["lr_factor", "build_optimizer", "optimizer_for", "unfreeze_text_encoder",
+           "autocast_dtype"]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
@@ -73,6 +81,44 @@ def build_optimizer(
         groups.append({"params": text_params, "weight_decay": weight_decay,
                        "base_lr": float(text_lr)})
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def unfreeze_text_encoder(model: ClaspModel) -> None:
+    """Let the text encoder train in this run (``TrainConfig.text_lr``); saved models carry it.
+
+    Its weights can no longer come from the installed package, so the config switches to
+    ``text_weights="checkpoint"``. ``freeze_text`` stays as it was: it is what a later run
+    from the saved model does without ``text_lr`` (and ensemble members must agree on it).
+    """
+    model.config.text_weights = "checkpoint"
+    model.text_tower.bert.requires_grad_(True)
+
+
+def optimizer_for(model: ClaspModel, cfg: TrainConfig, loss: nn.Module,
+                  extra: nn.Module | None = None) -> tuple[torch.optim.AdamW, list[nn.Parameter]]:
+    """The AdamW of a run and the parameters whose gradients it applies.
+
+    Parameters named by ``cfg.freeze`` prefixes are frozen here. The rest of the model's
+    trainable parameters, and those of ``extra`` (a distillation head), train at ``cfg.lr``;
+    the text encoder's at ``cfg.text_lr`` when it trains; ``loss``'s own at ``cfg.lr`` without
+    weight decay (:func:`build_optimizer`).
+
+    Returns
+    -------
+    (torch.optim.AdamW, list of torch.nn.Parameter)
+        The optimizer, and every parameter it updates except the loss's.
+    """
+    for name, param in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in cfg.freeze):
+            param.requires_grad_(False)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    text = [p for n, p in trainable if n.startswith(TEXT_ENCODER_PREFIX)]
+    other = [p for n, p in trainable if not n.startswith(TEXT_ENCODER_PREFIX)]
+    if extra is not None:
+        other += list(extra.parameters())
+    optimizer = build_optimizer(other, loss.parameters(), cfg.learning_rate, cfg.weight_decay,
+                                text, cfg.text_lr)
+    return optimizer, other + text
 
 
 def peak_rates(optimizer: torch.optim.Optimizer) -> list[float]:

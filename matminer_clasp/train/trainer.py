@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 
 from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model.clasp import ClaspModel
-from matminer_clasp.model.io import TEXT_ENCODER_PREFIX
 from matminer_clasp.train.batches import (
     CaptionIndex,
     PairDataset,
@@ -63,10 +62,11 @@ from matminer_clasp.train.metric_log import MetricLog
 from matminer_clasp.train.metrics import retrieval_recall
 from matminer_clasp.train.optimization import (
     autocast_dtype,
-    build_optimizer,
     lr_factor,
+    optimizer_for,
     peak_rates,
     scheduled_lr,
+    unfreeze_text_encoder,
 )
 from matminer_clasp.train.state import capture_rng
 from matminer_clasp.train.text_cache import TEXT_FEATURES_NAME, text_features
@@ -89,17 +89,6 @@ def _build_model(cfg: TrainConfig) -> ClaspModel:
     if cfg.init_from is not None:
         return ClaspModel.from_pretrained(cfg.init_from)
     return ClaspModel(ClaspConfig.from_dict(cfg.model or {}))
-
-
-def unfreeze_text_encoder(model: ClaspModel) -> None:
-    """Let the text encoder train in this run (``TrainConfig.text_lr``); saved models carry it.
-
-    Its weights can no longer come from the installed package, so the config switches to
-    ``text_weights="checkpoint"``. ``freeze_text`` stays as it was: it is what a later run
-    from the saved model does without ``text_lr`` (and ensemble members must agree on it).
-    """
-    model.config.text_weights = "checkpoint"
-    model.text_tower.bert.requires_grad_(True)
 
 
 def _barrier(info: DistInfo) -> None:
@@ -175,18 +164,8 @@ class _Run:
         if self.info.enabled and cfg.sync_batchnorm:
             convert_batchnorm(model)
         self.loss_fn = make_loss(cfg.loss, **cfg.loss_kwargs).to(self.device)
-        for name, param in model.named_parameters():
-            if any(name.startswith(prefix) for prefix in cfg.freeze):
-                param.requires_grad_(False)
         self.distill = self._distillation() if cfg.distill_features is not None else None
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        text_params = [p for n, p in trainable if n.startswith(TEXT_ENCODER_PREFIX)]
-        other = [p for n, p in trainable if not n.startswith(TEXT_ENCODER_PREFIX)]
-        if self.distill is not None:
-            other += list(self.distill.parameters())
-        self.params = other + text_params
-        self.optimizer = build_optimizer(other, self.loss_fn.parameters(), cfg.learning_rate,
-                                         cfg.weight_decay, text_params, cfg.text_lr)
+        self.optimizer, self.params = optimizer_for(model, cfg, self.loss_fn, self.distill)
         self.peak_lrs = peak_rates(self.optimizer)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type,

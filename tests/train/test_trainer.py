@@ -18,13 +18,17 @@ from matminer_clasp.config import ClaspConfig
 from matminer_clasp.model import ClaspModel
 from matminer_clasp.train.config import TrainConfig
 from matminer_clasp.train.data import PairData
-from matminer_clasp.train.optimization import build_optimizer, peak_rates, scheduled_lr
+from matminer_clasp.train.optimization import (
+    build_optimizer,
+    peak_rates,
+    scheduled_lr,
+    unfreeze_text_encoder,
+)
 from matminer_clasp.train.trainer import (
     collate_pairs,
     epoch_order,
     fit,
     lr_factor,
-    unfreeze_text_encoder,
 )
 from tests.conftest import _structures, make_tiny_bert, make_tiny_model, make_tokenizer
 
