@@ -89,3 +89,20 @@ interpolate_recipe() {
   done
   merge $name $R/wise${a}_${graph}_s4{2,3} $R/wise${a}_${comp}_s4{2,3}
 }
+
+# a screen of a lever on the recipe's two composition members: the stage-2 runs $1_s42/s43
+# against comp_member_s42/s43, each side averaged over its two seeds, collected into
+# benchmarks/default_model/results/protocol_val_$2.json
+comp_member_screen() {
+  local lever=$1 name
+  local names=(comp_member_s42 comp_member_s43 ${lever}_s42 ${lever}_s43)
+  for name in "${names[@]}"; do
+    evaluate_val_model ${name}_stage2 $R/${name}_stage2/best &
+  done
+  wait
+  compare_val_both ${lever}_both_vs_comp_member_both ${lever}_s42_stage2 ${lever}_s43_stage2 \
+      comp_member_s42_stage2 comp_member_s43_stage2
+  python $P/collect.py --out benchmarks/default_model/results/protocol_val_$2.json \
+      --eval $(for name in "${names[@]}"; do echo "$name=$R/eval/${name}_stage2"; done) \
+      --compare ${lever}_both_vs_comp_member_both=$R/eval/compare_${lever}_both_vs_comp_member_both
+}

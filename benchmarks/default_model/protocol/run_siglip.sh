@@ -11,14 +11,4 @@ for s in 42 43; do
 done
 wait
 stage2_pair comp_siglip_s42 comp_siglip_s43
-for name in comp_member_s42 comp_member_s43 comp_siglip_s42 comp_siglip_s43; do
-  evaluate_val_model ${name}_stage2 $R/${name}_stage2/best &
-done
-wait
-compare_val_both comp_siglip_both_vs_comp_member_both comp_siglip_s42_stage2 \
-    comp_siglip_s43_stage2 comp_member_s42_stage2 comp_member_s43_stage2
-E=$R/eval
-python $P/collect.py --out benchmarks/default_model/results/protocol_val_siglip.json \
-    --eval $(for n in comp_member_s42 comp_member_s43 comp_siglip_s42 comp_siglip_s43; do
-               echo "$n=$E/${n}_stage2"; done) \
-    --compare comp_siglip_both_vs_comp_member_both=$E/compare_comp_siglip_both_vs_comp_member_both
+comp_member_screen comp_siglip siglip

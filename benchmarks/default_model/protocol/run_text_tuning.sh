@@ -8,14 +8,4 @@
 # Validation split of seed 2026 only.
 source benchmarks/default_model/protocol/lib.sh
 stage2_pair comp_textft_s42 comp_textft_s43
-for name in comp_member_s42 comp_member_s43 comp_textft_s42 comp_textft_s43; do
-  evaluate_val_model ${name}_stage2 $R/${name}_stage2/best &
-done
-wait
-compare_val_both comp_textft_both_vs_comp_member_both comp_textft_s42_stage2 \
-    comp_textft_s43_stage2 comp_member_s42_stage2 comp_member_s43_stage2
-E=$R/eval
-python $P/collect.py --out benchmarks/default_model/results/protocol_val_text_tuning.json \
-    --eval $(for n in comp_member_s42 comp_member_s43 comp_textft_s42 comp_textft_s43; do
-               echo "$n=$E/${n}_stage2"; done) \
-    --compare comp_textft_both_vs_comp_member_both=$E/compare_comp_textft_both_vs_comp_member_both
+comp_member_screen comp_textft text_tuning
