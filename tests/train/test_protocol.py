@@ -364,3 +364,18 @@ def test_ablation_verdict_is_the_decision_rule():
     # a loss on a metric outside the headline set does not veto
     side = {("auto", "ap"): (0.01, 0.05), ("amcsd", "structure_to_text_recall@10"): (-0.05, -0.01)}
     assert script.verdict(_comparison(side)) == "kept"
+
+
+def test_collect_reads_each_keyword_set_of_a_comparison_and_nothing_longer(tmp_path):
+    collect = _protocol_script("collect")
+    prefix = tmp_path / "compare_a_vs_b"
+    for keywords in ("amcsd", "auto"):
+        body = {"metrics": {"ap": {"diff": 0.1}}, "settings": {"concepts": ["x"], "seed": 0}}
+        (tmp_path / f"compare_a_vs_b_{keywords}.json").write_text(json.dumps(body))
+    # a comparison whose name extends this one must not pass for a keyword set
+    (tmp_path / "compare_a_vs_b_templates_amcsd.json").write_text(json.dumps({"settings": {}}))
+    out = tmp_path / "collected.json"
+    collect.main(["--out", str(out), "--compare", f"a_vs_b={prefix}"])
+    comparisons = json.loads(out.read_text())["comparisons"]
+    assert set(comparisons["a_vs_b"]) == {"amcsd", "auto"}
+    assert "concepts" not in comparisons["a_vs_b"]["amcsd"]["settings"]

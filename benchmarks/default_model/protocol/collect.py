@@ -8,7 +8,9 @@ Usage (see run.sh)::
         --compare cosface_vs_composition=runs/protocol/eval/compare_cosface_vs_composition
 
 ``--eval NAME=FOLDER`` reads ``FOLDER/<keyword set>/report.json`` for every keyword-set folder;
-``--compare NAME=PREFIX`` reads ``PREFIX_<keyword set>.json`` (``matminer-clasp compare --out``).
+``--compare NAME=PREFIX`` reads ``PREFIX_<keyword set>.json`` (``matminer-clasp compare --out``;
+keyword-set names hold no underscore, so ``PREFIX_templates_amcsd.json`` of a longer name is
+not read as a keyword set).
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--eval", nargs="+", default=[], metavar="NAME=FOLDER")
     parser.add_argument("--compare", nargs="*", default=[], metavar="NAME=PREFIX")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result: dict[str, Any] = {"models": {}, "comparisons": {}}
     for item in args.eval:
         name, folder = item.split("=", 1)
@@ -56,6 +58,8 @@ def main() -> None:
         name, prefix = item.split("=", 1)
         for path in sorted(Path(prefix).parent.glob(Path(prefix).name + "_*.json")):
             keywords = path.stem[len(Path(prefix).name) + 1:]
+            if "_" in keywords:  # another comparison whose name extends this one
+                continue
             data = json.loads(path.read_text())
             data["settings"].pop("concepts", None)
             result["comparisons"].setdefault(name, {})[keywords] = data
