@@ -100,8 +100,9 @@ def optimizer_for(model: ClaspModel, cfg: TrainConfig, loss: nn.Module,
 
     Parameters named by ``cfg.freeze`` prefixes are frozen here. The rest of the model's
     trainable parameters, and those of ``extra`` (a distillation head), train at ``cfg.lr``;
-    the text encoder's at ``cfg.text_lr`` when it trains; ``loss``'s own at ``cfg.lr`` without
-    weight decay (:func:`build_optimizer`).
+    with ``cfg.text_lr`` the text encoder's train at that rate instead (without it, an encoder
+    left trainable by ``freeze_text: false`` trains at ``cfg.lr`` like the rest); ``loss``'s own
+    at ``cfg.lr`` without weight decay (:func:`build_optimizer`).
 
     Returns
     -------
@@ -112,8 +113,9 @@ def optimizer_for(model: ClaspModel, cfg: TrainConfig, loss: nn.Module,
         if any(name.startswith(prefix) for prefix in cfg.freeze):
             param.requires_grad_(False)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    text = [p for n, p in trainable if n.startswith(TEXT_ENCODER_PREFIX)]
-    other = [p for n, p in trainable if not n.startswith(TEXT_ENCODER_PREFIX)]
+    own_rate = cfg.text_lr is not None
+    text = [p for n, p in trainable if own_rate and n.startswith(TEXT_ENCODER_PREFIX)]
+    other = [p for n, p in trainable if not (own_rate and n.startswith(TEXT_ENCODER_PREFIX))]
     if extra is not None:
         other += list(extra.parameters())
     optimizer = build_optimizer(other, loss.parameters(), cfg.learning_rate, cfg.weight_decay,

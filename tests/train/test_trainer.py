@@ -545,3 +545,14 @@ def test_unfreeze_text_encoder_stores_an_installed_encoder_with_the_model(tmp_pa
     state = load_file(str(tmp_path / "saved" / "model.safetensors"))
     assert any(k.startswith("text_tower.bert.") for k in state)
     assert (tmp_path / "saved" / "tokenizer").is_dir()
+
+
+def test_an_unfrozen_encoder_without_text_lr_trains_at_the_heads_rate(tmp_path, pairs):
+    folder = tmp_path / "unfrozen"
+    tiny_model_with_vocab(tmp_path, freeze_text=False).save_pretrained(folder)
+    out = fit(base_config(tmp_path / "run", folder, max_steps=3), pairs=pairs,
+              splits=_splits(pairs))
+    before = load_file(str(folder / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    layers = [k for k in before if k.startswith("text_tower.bert.encoder.") and "weight" in k]
+    assert layers and all(not torch.equal(before[k], after[k]) for k in layers)
