@@ -106,3 +106,30 @@ comp_member_screen() {
       --eval $(for name in "${names[@]}"; do echo "$name=$R/eval/${name}_stage2"; done) \
       --compare ${lever}_both_vs_comp_member_both=$R/eval/compare_${lever}_both_vs_comp_member_both
 }
+
+# evaluate $R/$1 once on the TEST split of seed 2026 with both keyword sets, into
+# $R/eval_test/$1 (keywords as written) or, with a second argument `templates`,
+# $R/eval_test/$1_templates (keywords through the ZeroShotClassifier templates). Only
+# run_final_test.sh calls it: the test split is evaluated once, for the final candidate.
+evaluate_test() {
+  local name=$1 out=$R/eval_test/$1 extra=() keywords
+  if [ "${2:-}" = templates ]; then out=${out}_templates; extra=(--templates default); fi
+  for keywords in amcsd auto; do
+    [ -f $out/$keywords/report.json ] || matminer-clasp evaluate $R/$name \
+        --config $P/split_s2026.yaml --split test --keywords $keywords --bootstrap 1000 \
+        "${extra[@]}" --out $out/$keywords
+  done
+}
+
+# compare_test NAME "A1 A2 A3" "B1 B2 B3": paired comparison on the test split, each side averaged
+# over its evaluated names in $R/eval_test on every resample, into
+# $R/eval_test/compare_NAME_<keywords>.json
+compare_test() {
+  local name=$1 keywords E=$R/eval_test a b n
+  for keywords in amcsd auto; do
+    a=$(for n in $2; do printf '%s,' $E/$n/$keywords; done)
+    b=$(for n in $3; do printf '%s,' $E/$n/$keywords; done)
+    matminer-clasp compare ${a%,} ${b%,} --bootstrap 1000 \
+        --out $E/compare_${name}_$keywords.json
+  done
+}
