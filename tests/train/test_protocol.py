@@ -338,6 +338,28 @@ def test_ablation_table_in_the_report_is_regenerated():
             root / "benchmarks" / "default_model" / "protocol.md"]
     assert script.main(["--check", *map(str, docs)]) == 0
     assert script.embedded(docs[0].read_text()).count("\n") == len(script.ROWS) + 2
+    # the test split's block: its models, a blank line, its comparisons
+    test_block = script.embedded(docs[0].read_text(), script.TEST_START, script.TEST_END)
+    assert test_block.count("\n") == len(script.TEST_MODELS) + len(script.TEST_ROWS) + 5
+    assert "| the candidate | the recipe |" in test_block
+
+
+def test_test_split_models_are_the_mean_of_their_draws():
+    import json
+
+    script = _protocol_script("ablation_table")
+    data = json.loads((script.RESULTS / "protocol_test.json").read_text())
+    label, draws = script.TEST_MODELS[0]
+    aps = [data["models"][d]["amcsd"]["per_structure"]["ap"] for d in draws]
+    lines = script.test_tables().splitlines()
+    row = next(line for line in lines if line.startswith(f"| {label} |"))
+    assert f"{sum(aps) / 3:.3f} ({min(aps):.3f}-{max(aps):.3f})" == row.split(" | ")[2]
+    # every comparison of the test split averages three draws on each side
+    for _, _, key in script.TEST_ROWS:
+        comparison = data["comparisons"][key]["amcsd"]
+        assert (comparison["settings"]["n_runs_a"], comparison["settings"]["n_runs_b"]) == (3, 3)
+        assert (comparison["a_split"], comparison["b_split"]) == ("test", "test")
+        assert comparison["a_split_seed"] == comparison["b_split_seed"] == 2026
 
 
 def _comparison(cis: dict[tuple[str, str], tuple[float, float]]) -> dict:

@@ -9,6 +9,10 @@ the decision rule fixed before the first lever: *kept* when the paired 95 % inte
 one headline metric (``amcsd`` AP, ``auto`` AP, text→structure recall@10) lies above zero and none
 lies wholly below zero.
 
+The test split of seed 2026 was evaluated once (``run_final_test.sh``); :func:`test_tables`
+renders its models and comparisons from ``results/protocol_test.json`` the same way, for the
+block between the ``test-table`` markers.
+
 Usage::
 
     python benchmarks/default_model/protocol/ablation_table.py            # print the table
@@ -25,6 +29,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 START, END = "<!-- ablation-table:start -->", "<!-- ablation-table:end -->"
+TEST_START, TEST_END = "<!-- test-table:start -->", "<!-- test-table:end -->"
 
 #: (session, lever, against, results file, comparison name); in the order of the report.
 ROWS = (
@@ -69,6 +74,26 @@ ROWS = (
     (0, "reference: another stage-2 draw", "the recipe", "protocol_val_mineral_reseed.json",
      "recipe_r2_vs_default_recipe"),
 )
+#: The test split (seed 2026, evaluated once): (model, its three stage-2 draws) and
+#: (comparison, against, name in protocol_test.json); each side averaged over its three draws.
+TEST_MODELS = (
+    ("the candidate: the recipe with keyword sampling 0.5",
+     ("recipe_ksamp", "recipe_ksamp_r2", "recipe_ksamp_r3")),
+    ("the candidate, keywords through the templates",
+     ("recipe_ksamp_templates", "recipe_ksamp_r2_templates", "recipe_ksamp_r3_templates")),
+    ("the recipe (the current default, trained on this split)",
+     ("default_recipe", "recipe_r2", "recipe_r3")),
+    ("the recipe, keywords through the templates",
+     ("default_recipe_templates", "recipe_r2_templates", "recipe_r3_templates")),
+    ("the candidate's composition members only", ("comp_ksamp", "comp_ksamp_r2", "comp_ksamp_r3")),
+)
+TEST_ROWS = (
+    ("the candidate", "the recipe", "final_vs_recipe"),
+    ("the candidate, templates", "the recipe, templates", "final_templates_vs_recipe_templates"),
+    ("the candidate, templates", "the recipe", "final_templates_vs_recipe"),
+    ("the recipe, templates", "the recipe", "recipe_templates_vs_recipe"),
+    ("the candidate", "its composition members only", "final_vs_comp"),
+)
 #: Columns: (keyword set, metric, header).
 COLUMNS = (("amcsd", "roc_auc", "`amcsd` ROC-AUC"), ("amcsd", "ap", "`amcsd` AP"),
            ("auto", "roc_auc", "`auto` ROC-AUC"), ("auto", "ap", "`auto` AP"),
@@ -111,26 +136,57 @@ def table(results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def embedded(text: str) -> str:
+def _model_value(report: dict[str, Any], keywords: str, metric: str) -> float:
+    if metric in ("roc_auc", "ap"):
+        return report[keywords]["per_structure"][metric]
+    direction = metric.rsplit("_recall", 1)[0]
+    return report[keywords]["retrieval"][direction]["recall@10"]
+
+
+def test_tables(results: Path = RESULTS) -> str:
+    """The test split's models (mean of three draws, and their range) and paired comparisons."""
+    data = json.loads((results / "protocol_test.json").read_text())
+    head = ["model (test split of seed 2026, 3 stage-2 draws)"] + [c[2] for c in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, draws in TEST_MODELS:
+        cells = []
+        for keywords, metric, _ in COLUMNS:
+            values = [_model_value(data["models"][d], keywords, metric) for d in draws]
+            mean = sum(values) / len(values)
+            cells.append(f"{mean:.3f} ({min(values):.3f}-{max(values):.3f})")
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    head = ["A", "B"] + [c[2] for c in COLUMNS] + ["rule"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a, b, key in TEST_ROWS:
+        comparison = data["comparisons"][key]
+        cells = [_cell(*_diff(comparison, k, m)) for k, m, _ in COLUMNS]
+        lines.append("| " + " | ".join([a, b, *cells, verdict(comparison)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def embedded(text: str, start: str = START, end: str = END) -> str:
     """The table between the start and end markers of a document."""
-    if START not in text or END not in text:
-        raise ValueError(f"the document has no {START} ... {END} block")
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    if start not in text or end not in text:
+        raise ValueError(f"the document has no {start} ... {end} block")
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", type=Path, nargs="*", default=[],
-                        help="documents whose embedded table must equal the regenerated one")
+                        help="documents whose embedded tables must equal the regenerated ones")
+    parser.add_argument("--test", action="store_true",
+                        help="print the test split's tables instead of the ablation table")
     args = parser.parse_args(argv)
-    fresh = table()
+    blocks = {(START, END): table(), (TEST_START, TEST_END): test_tables()}
     if not args.check:
-        print(fresh, end="")
+        print(blocks[(TEST_START, TEST_END)] if args.test else blocks[(START, END)], end="")
         return 0
-    stale = [str(doc) for doc in args.check if embedded(doc.read_text()) != fresh]
+    stale = [f"{doc} ({start})" for doc in args.check for (start, end), fresh in blocks.items()
+             if embedded(doc.read_text(), start, end) != fresh]
     for doc in stale:
-        print(f"{doc}: the ablation table differs from the results; paste the output of "
-              "ablation_table.py between its markers", file=sys.stderr)
+        print(f"{doc}: a table differs from the results; paste the output of "
+              "ablation_table.py (--test for the test split) between its markers", file=sys.stderr)
     return 1 if stale else 0
 
 
