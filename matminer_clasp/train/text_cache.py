@@ -6,6 +6,11 @@ features. :func:`text_features` stores them as safetensors with a fingerprint of
 weights, the pooling and the captions, and reuses the file only when the fingerprint matches and
 the features are readable, of the right shape and finite (else they are recomputed). The file is
 written under a temporary name and renamed, so a reader never sees half of it.
+
+Runs of one recipe (ensemble members, seeds, stage-2 draws) caption the same pairs with the same
+encoder, so their features are equal: the trainer also offers the caches of sibling run folders
+(``sources``), and a run copies a matching one instead of running the encoder again. A sibling
+is validated exactly like the run's own file; one that does not match is left alone.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def text_features(
     cache_file: Path | None = None,
     batch_size: int = 256,
     show_progress_bar: bool = False,
+    sources: Sequence[Path] = (),
 ) -> torch.Tensor:
     """Pooled frozen-encoder features ``(n, hidden)`` of ``captions``, computed once.
 
@@ -69,6 +75,9 @@ def text_features(
         Captions per forward pass (length-sorted, so padding stays short).
     show_progress_bar
         Show a tqdm bar.
+    sources
+        Other cache files to reuse when one matches (e.g. those of sibling runs); checked after
+        ``cache_file``, in order. A match is copied to ``cache_file``.
 
     Returns
     -------
@@ -76,10 +85,16 @@ def text_features(
         ``(len(captions), hidden)`` float32 features on ``device``, row ``i`` for caption ``i``.
     """
     fingerprint = _text_fingerprint(model, captions)
-    if cache_file is not None and cache_file.is_file():
-        cached = _read_cache(cache_file, fingerprint, len(captions))
-        if cached is not None:
-            return cached.to(device)
+    own = [cache_file] if cache_file is not None else []
+    others = [p for p in sources if cache_file is None or p.resolve() != cache_file.resolve()]
+    for candidate in [*own, *others]:
+        cached = _read_cache(candidate, fingerprint, len(captions)) if candidate.is_file() else None
+        if cached is None:
+            continue
+        if cache_file is not None and candidate is not cache_file:
+            log.info("text features of %d captions reused from %s", len(captions), candidate)
+            _write_cache(cache_file, cached, fingerprint)
+        return cached.to(device)
     tower = model.text_tower
     was_training = tower.training
     tower.eval().to(device)
@@ -96,10 +111,15 @@ def text_features(
             out[torch.as_tensor(idx, device=device)] = feats
     finally:
         tower.train(was_training)
-    if cache_file is not None:  # a temporary file, then an atomic rename
-        write_file_atomic(cache_file, save({"features": out.cpu().contiguous()},
-                                           metadata={"fingerprint": fingerprint}))
+    if cache_file is not None:
+        _write_cache(cache_file, out, fingerprint)
     return out
+
+
+def _write_cache(cache_file: Path, features: torch.Tensor, fingerprint: str) -> None:
+    """Write the features under a temporary name, then rename (readers never see half)."""
+    write_file_atomic(cache_file, save({"features": features.cpu().contiguous()},
+                                       metadata={"fingerprint": fingerprint}))
 
 
 def _read_cache(cache_file: Path, fingerprint: str, n: int) -> torch.Tensor | None:

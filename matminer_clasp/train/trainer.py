@@ -155,9 +155,10 @@ class _Run:
             unfreeze_text_encoder(model)
         if model.config.freeze_text and cfg.text_lr is None and cfg.cache_text_features:
             cache = self.out / TEXT_FEATURES_NAME
-            if self.info.is_main:
+            if self.info.is_main:  # sibling runs (members, seeds, draws) often share captions
+                siblings = sorted(self.out.parent.glob(f"*/{TEXT_FEATURES_NAME}"))
                 self.features = text_features(model, self.captions.distinct, self.device, cache,
-                                              show_progress_bar=True)
+                                              show_progress_bar=True, sources=siblings)
             _barrier(self.info)
             if not self.info.is_main:
                 self.features = text_features(model, self.captions.distinct, self.device, cache)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -263,6 +265,42 @@ def test_text_features_computed_once(tmp_path, pairs):
     cached = load_file(str(tmp_path / "run" / "text_features.safetensors"))["features"]
     assert cached.shape == (len(CAPTIONS), 16)
     assert torch.pdist(cached).min() > 0.1
+
+
+def test_text_features_reused_from_a_sibling_run(tmp_path, pairs, caplog):
+    model = tiny_model_with_vocab(tmp_path)
+    seen = []
+    model.text_tower.bert.register_forward_hook(
+        lambda module, args, kwargs, output: seen.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    runs = tmp_path / "runs"
+    for name in ("member_a", "member_b"):  # two members of one recipe, same captions
+        cfg = base_config(runs / name, tmp_path, max_steps=2)
+        cfg["init_from"] = None
+        with caplog.at_level(logging.INFO, logger="matminer_clasp.train.text_cache"):
+            fit(cfg, pairs=pairs, splits=_splits(pairs), model=model)
+    assert sum(seen) == len(CAPTIONS)  # the second run did not run the encoder
+    assert "reused from" in caplog.text and "member_a" in caplog.text
+    first, second = (load_file(str(runs / n / "text_features.safetensors"))["features"]
+                     for n in ("member_a", "member_b"))
+    torch.testing.assert_close(first, second)
+
+    # a sibling whose captions differ is not reused (and is left as it was)
+    other = dataclasses.replace(pairs, captions=[c + " phase" for c in pairs.captions])
+    before = (runs / "member_a" / "text_features.safetensors").read_bytes()
+    cfg = base_config(runs / "member_c", tmp_path, max_steps=2)
+    cfg["init_from"] = None
+    fit(cfg, pairs=other, splits=_splits(other), model=model)
+    assert sum(seen) == 2 * len(CAPTIONS)
+    assert (runs / "member_a" / "text_features.safetensors").read_bytes() == before
+
+    # a damaged sibling is skipped, never trusted
+    (runs / "member_c" / "text_features.safetensors").write_bytes(b"not a safetensors file")
+    cfg = base_config(runs / "member_d", tmp_path, max_steps=2)
+    cfg["init_from"] = None
+    fit(cfg, pairs=other, splits=_splits(other), model=model)
+    assert sum(seen) == 3 * len(CAPTIONS)
 
 
 def test_train_from_architecture(tmp_path, pairs):
