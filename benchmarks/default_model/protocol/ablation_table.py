@@ -69,6 +69,8 @@ ROWS = (
      "protocol_val_text_tuning.json", "comp_textft_both_vs_comp_member_both"),
     (6, "sigmoid loss (SigLIP), both stages", "composition member, 2 seeds each",
      "protocol_val_siglip.json", "comp_siglip_both_vs_comp_member_both"),
+    (7, "a soup of the three stage-2 draws (weights averaged)", "the recipe, 3 stage-2 draws",
+     "protocol_val_soup.json", "recipe_soup_vs_recipe_three"),
     (0, "reference: another training seed", "composition baseline, seed 42",
      "protocol_val.json", "s43_vs_s42"),
     (0, "reference: another stage-2 draw", "the recipe", "protocol_val_mineral_reseed.json",
