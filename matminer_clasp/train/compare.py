@@ -73,7 +73,7 @@ def _check_same_items(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) 
     for key in ("labels", "group", "caption_of", "queries"):
         if not np.array_equal(a[key], b[key]):
             raise ValueError(f"the two evaluations differ in {key!r} (different titles or "
-                             "captions for the same structures)")
+                             "captions for the same structures, or different --labels rules)")
 
 
 def _weights(items: Mapping[str, np.ndarray], n_boot: int, seed: int, resample: str

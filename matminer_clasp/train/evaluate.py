@@ -68,6 +68,7 @@ from matminer_clasp.train.metrics import (
     retrieval_ranks,
     retrieval_recall,
 )
+from matminer_clasp.train.mineral_families import species_positives
 from matminer_clasp.train.report import write_report
 from matminer_clasp.zeroshot import DEFAULT_TEMPLATES, check_templates, prompt_centroids
 
@@ -94,6 +95,14 @@ __all__ = [
 ]
 
 
+#: Label rules of :func:`evaluate_model` (``labels=``), as the report records them.
+LABEL_RULES = {
+    "title": "a structure is a positive when its title matches the concept (official protocol)",
+    "title-or-species": "title match, or, for the structure-defined families, a mineral species "
+                        "of the family (matminer_clasp.train.mineral_families)",
+}
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -110,6 +119,7 @@ def evaluate_embeddings(
     min_papers: int = 3,
     whole_word: bool = False,
     ids: Sequence[str] | None = None,
+    extra_positives: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Compute the report from embeddings (the model-free core of :func:`evaluate_model`).
 
@@ -136,11 +146,23 @@ def evaluate_embeddings(
         ``(n,)`` structure ids, stored with the per-item arrays under ``"_items"`` (the input
         of :func:`~.compare.paired_bootstrap`; not part of ``report.json``). Default: row
         numbers.
+    extra_positives
+        ``concept -> (n,)`` booleans: structures that are positives whatever their title says
+        (e.g. :func:`~.mineral_families.species_positives`). A title is then a positive when
+        its text matches or one of its structures is such a positive.
     """
     titles = pd.Series([str(t) for t in label_texts])
     groups = titles.groupby(titles, sort=False).indices
     title_list = list(groups)
     t_labels = keyword_labels(title_list, keywords, whole_word)
+    extra = {k: np.asarray(v, dtype=bool) for k, v in (extra_positives or {}).items()
+             if k in t_labels}
+    for k, positive in extra.items():
+        if positive.shape != (len(titles),):
+            raise ValueError(f"extra_positives[{k!r}] has shape {positive.shape}; expected "
+                             f"({len(titles)},), one entry per structure")
+        t_labels[k] = t_labels[k] | np.array([positive[idx].any() for idx in groups.values()],
+                                             dtype=bool)
     n_papers = {k: int(v.sum()) for k, v in t_labels.items()}
     skipped = {k: n for k, n in n_papers.items() if n < min_papers}
     keywords = {k: v for k, v in keywords.items() if k not in skipped}
@@ -148,6 +170,7 @@ def evaluate_embeddings(
 
     s = _unit(np.asarray(structure_emb, dtype=np.float64))
     labels = keyword_labels(label_texts, keywords, whole_word)
+    labels = {k: v | extra[k] if k in extra else v for k, v in labels.items()}
     scores = {k: (s @ _unit(np.asarray(keyword_emb[k], float)).T).max(axis=1) for k in keywords}
     report: dict[str, Any] = {"n_structures": int(len(s))}
     report["per_structure"] = keyword_block(scores, labels, bootstrap, seed)
@@ -205,6 +228,7 @@ def evaluate_model(
     label_column: str = "title",
     min_papers: int = 3,
     templates: Sequence[str] | None = None,
+    labels: str = "title",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the pairs ``indices`` of ``pairs`` (zero-shot keywords + retrieval).
 
@@ -218,7 +242,15 @@ def evaluate_model(
     queried as the renormalised mean of its prompts, as :class:`~matminer_clasp.ZeroShotClassifier`
     does, instead of as written (the official protocol, the default). Only the queries change:
     positives are still matched on the bare variations, and retrieval is unaffected.
+
+    ``labels="title-or-species"`` adds a second label rule for the structure-defined families
+    (garnet, olivine, pyroxene, spinel, perovskite): a structure is also a positive when its
+    mineral species (``pairs.meta["mineral"]``) belongs to the family
+    (:mod:`.mineral_families`), a label a structure can show, unlike the words of its title.
+    Other concepts keep their title labels. The default, ``"title"``, is the official protocol.
     """
+    if labels not in LABEL_RULES:
+        raise ValueError(f"labels={labels!r}; expected one of {sorted(LABEL_RULES)}")
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) == 0:
         raise ValueError("evaluate_model got no structures (empty index list)")
@@ -236,6 +268,12 @@ def evaluate_model(
         raise ValueError(f"unknown keyword set {keywords!r}; expected auto or auto:N")
     else:
         kw = as_keywords(keywords)
+    extra = None
+    if labels == "title-or-species":
+        if meta is None or "mineral" not in getattr(meta, "columns", ()):
+            raise ValueError("labels='title-or-species' needs the pairs' mineral names "
+                             "(a 'mineral' column in pairs.meta, as AMCSD pairs have)")
+        extra = species_positives([meta["mineral"].iloc[i] for i in idx], kw)
     graphs = [pairs.graphs[i] for i in idx]
     structure_emb = model.encode_graphs(graphs, batch_size=batch_size, device=device)
     distinct, caption_of = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
@@ -249,8 +287,12 @@ def evaluate_model(
     report = evaluate_embeddings(structure_emb, label_texts, keyword_emb, kw, caption_emb,
                                  caption_of, bootstrap, seed, min_papers=min_papers,
                                  whole_word=auto_n is not None,
-                                 ids=[str(pairs.ids[i]) for i in idx])
+                                 ids=[str(pairs.ids[i]) for i in idx], extra_positives=extra)
     report["label_source"] = label_column if label_texts is not captions else "caption"
+    report["settings"]["labels"] = LABEL_RULES[labels]
+    if extra is not None:
+        report["label_source"] += " or mineral species (families)"
+        report["species_positives"] = {k: int(v.sum()) for k, v in extra.items()}
     if templates is not None:
         report["settings"]["score"] = (
             "max over the concept's variations of the cosine to the renormalised mean of the "
@@ -287,6 +329,10 @@ def add_evaluate_arguments(parser: Any) -> Any:
                              "ZeroShotClassifier: 'default' (its default templates) or "
                              "templates with a {} placeholder (default: keywords as written, "
                              "the official protocol)")
+    parser.add_argument("--labels", default="title", choices=sorted(LABEL_RULES),
+                        help="keyword positives: title (the official protocol; default) or "
+                             "title-or-species (the five mineral families also count every "
+                             "structure of a species of the family, e.g. pyrope for garnet)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -339,7 +385,8 @@ def evaluate_cli(args: Any) -> dict[str, Any]:
         keywords = {k: DEFAULT_KEYWORDS.get(k, (k,)) for k in names}
     report = evaluate_model(model, pairs, indices, keywords, bootstrap=args.bootstrap,
                             seed=args.seed, batch_size=getattr(args, "batch_size", 64),
-                            device=getattr(args, "device", None), templates=templates)
+                            device=getattr(args, "device", None), templates=templates,
+                            labels=getattr(args, "labels", "title"))
     report["model"], report["split"] = str(args.model), args.split
     report["split_seed"] = int(config.data.seed)
     report["split_definition"] = {"config": str(config_path), "kind": config.data.split,

@@ -247,3 +247,75 @@ def test_cli_templates_option():
     assert parser.parse_args(["m", "--templates", "default"]).templates == ["default"]
     args = parser.parse_args(["m", "--templates", "{}", "a {} mineral"])
     assert args.templates == ["{}", "a {} mineral"]
+
+
+def test_species_labels_of_the_families():
+    from matminer_clasp.train.mineral_families import (
+        is_family_member,
+        species_key,
+        species_positives,
+    )
+
+    assert species_key("Pyrope") == "pyrope" and species_key("Spessartine-(Y)") == "spessartine"
+    assert species_key("Ulvöspinel") == "ulvospinel" and species_key(None) == ""
+    assert species_key(float("nan")) == ""
+    assert is_family_member("garnet", "Almandine") and is_family_member("spinel", "Ulvospinel")
+    assert not is_family_member("garnet", "Quartz") and not is_family_member("olivine", None)
+    with pytest.raises(KeyError):
+        is_family_member("silicate", "Quartz")  # a chemistry word has no species list
+    found = species_positives(["Pyrope", "Forsterite", None, "hydrogarnet"],
+                              ["garnet", "olivine", "silicate"])
+    assert set(found) == {"garnet", "olivine"}  # only families get species labels
+    assert found["garnet"].tolist() == [True, False, False, True]
+    assert found["olivine"].tolist() == [False, True, False, False]
+
+
+def test_extra_positives_join_the_title_labels(rng):
+    n = 12
+    emb = rng.normal(size=(n, 8))
+    titles = [f"paper {i // 2}" + (" garnet" if i < 4 else "") for i in range(n)]
+    kw = {"garnet": ("garnet",)}
+    kw_emb = {"garnet": rng.normal(size=(1, 8))}
+    species = np.zeros(n, bool)
+    species[[4, 6, 7]] = True  # three structures of two papers whose titles do not say garnet
+    plain = evaluate_embeddings(emb, titles, kw_emb, kw, bootstrap=0, min_papers=1)
+    both = evaluate_embeddings(emb, titles, kw_emb, kw, bootstrap=0, min_papers=1,
+                               extra_positives={"garnet": species, "spinel": species})
+    assert plain["per_structure"]["concepts"]["garnet"]["n_positive"] == 4
+    assert both["per_structure"]["concepts"]["garnet"]["n_positive"] == 7
+    assert plain["positive_papers"]["garnet"] == 2 and both["positive_papers"]["garnet"] == 4
+    assert both["per_title"]["concepts"]["garnet"]["n_positive"] == 4
+    assert both["_items"]["labels"][:, 0].sum() == 7
+    # the scores do not change, only what counts as a positive
+    np.testing.assert_array_equal(plain["_items"]["scores"], both["_items"]["scores"])
+    with pytest.raises(ValueError, match="one entry per structure"):
+        evaluate_embeddings(emb, titles, kw_emb, kw, bootstrap=0,
+                            extra_positives={"garnet": species[:5]})
+
+
+def test_evaluate_model_title_or_species(tiny_model, structures):
+    pairs = _titled_pairs(tiny_model, structures)
+    pairs.meta["mineral"] = ["Pyrope", "Spinel", None, "Almandine"] * 2
+    kwargs = dict(keywords=["garnet", "spinel"], bootstrap=0, min_papers=1)
+    title = evaluate_model(tiny_model, pairs, np.arange(8), **kwargs)
+    either = evaluate_model(tiny_model, pairs, np.arange(8), labels="title-or-species", **kwargs)
+    # garnet: titles A and C (4 structures) plus the almandine of paper D (2 structures)
+    assert title["per_structure"]["concepts"]["garnet"]["n_positive"] == 4
+    assert either["per_structure"]["concepts"]["garnet"]["n_positive"] == 6
+    assert either["species_positives"] == {"garnet": 4, "spinel": 2}
+    assert either["label_source"] == "title or mineral species (families)"
+    assert "mineral species" in either["settings"]["labels"]
+    assert "official" in title["settings"]["labels"]
+    with pytest.raises(ValueError, match="expected one of"):
+        evaluate_model(tiny_model, pairs, np.arange(8), labels="species", **kwargs)
+    pairs.meta = pairs.meta.drop(columns="mineral")
+    with pytest.raises(ValueError, match="mineral"):
+        evaluate_model(tiny_model, pairs, np.arange(8), labels="title-or-species", **kwargs)
+
+
+def test_cli_labels_argument():
+    parser = add_evaluate_arguments(argparse.ArgumentParser())
+    assert parser.parse_args(["m"]).labels == "title"
+    assert parser.parse_args(["m", "--labels", "title-or-species"]).labels == "title-or-species"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["m", "--labels", "species"])

@@ -10,7 +10,9 @@ perovskite) this script counts such structures with a second, independent label:
 the entry's mineral species (AMCSD's ``mineral`` field) in the family, from the lists below
 (IMA group and supergroup members; names that contain the family word, such as *ulvospinel* or
 *hydrogarnet*, count too). Synthetic compounds carry formulas instead of names, so the audit
-finds a lower bound of the unlabelled members. It reads the ``items.npz`` of
+finds a lower bound of the unlabelled members. The lists live in
+:mod:`matminer_clasp.train.mineral_families`, which ``matminer-clasp evaluate --labels
+title-or-species`` uses too. It reads the ``items.npz`` of
 ``matminer-clasp evaluate --keywords amcsd --out`` and prints, per family and model:
 
 - ``title``: structures labelled positive by their title; ``members``: family members by name;
@@ -35,8 +37,6 @@ Usage::
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -44,52 +44,7 @@ import numpy as np
 from folder_audit import run_audit  # a sibling module: run this file as a script
 from sklearn.metrics import average_precision_score
 
-#: Mineral species of each structure-defined family (lower case, no suffix, no accents).
-FAMILIES: dict[str, frozenset[str]] = {
-    "garnet": frozenset({
-        "almandine", "pyrope", "spessartine", "grossular", "andradite", "uvarovite", "majorite",
-        "knorringite", "calderite", "goldmanite", "kimzeyite", "schorlomite", "morimotoite",
-        "katoite", "hibschite", "hydrogrossular", "henritermierite", "menzerite", "momoiite",
-        "eringaite", "skiagite", "khoharite", "blythite", "kerimasite", "toturite",
-        "irinarassite", "hutcheonite", "bitikleite", "usturite", "dzhuluite", "elbrusite",
-        "yafsoanite", "cryolithionite", "berzeliite", "manganberzeliite", "palenzonaite",
-        "schaferite", "wadalite", "holtstamite"}),
-    "olivine": frozenset({
-        "forsterite", "fayalite", "tephroite", "monticellite", "kirschsteinite",
-        "glaucochroite", "liebenbergite", "laihunite"}),
-    "pyroxene": frozenset({
-        "enstatite", "ferrosilite", "clinoenstatite", "clinoferrosilite", "protoenstatite",
-        "orthoenstatite", "pigeonite", "diopside", "hedenbergite", "augite", "aegirine-augite",
-        "johannsenite", "petedunnite", "esseneite", "davisite", "grossmanite", "kushiroite",
-        "burnettite", "jadeite", "aegirine", "omphacite", "kosmochlor", "jervisite",
-        "namansilite", "natalyite", "spodumene", "kanoite", "donpeacorite", "hypersthene",
-        "bronzite", "fassaite", "ferroaugite", "titanaugite"}),
-    "spinel": frozenset({
-        "hercynite", "gahnite", "galaxite", "magnesiochromite", "chromite", "cochromite",
-        "nichromite", "manganochromite", "zincochromite", "magnetite", "magnesioferrite",
-        "franklinite", "jacobsite", "trevorite", "maghemite", "qandilite", "coulsonite",
-        "magnesiocoulsonite", "vuorelainenite", "ringwoodite", "ahrensite", "hausmannite",
-        "hetaerolite", "brunogeierite", "titanomagnetite", "linnaeite", "carrollite", "greigite",
-        "violarite", "polydymite", "siegenite", "daubreelite", "indite", "kalininite",
-        "cuproiridsite", "cuprorhodsite", "florensovite", "cadmoindite", "fletcherite",
-        "bornhardtite", "trustedtite", "tyrrellite"}),
-    "perovskite": frozenset({
-        "tausonite", "loparite", "lakargiite", "megawite", "bridgmanite", "macedonite",
-        "latrappite", "lueshite", "isolueshite", "neighborite", "parascandolaite"}),
-}
-
-
-def species(name: str | None) -> str:
-    """A mineral name reduced for lookup: lower case, no accents, no ``-(Y)`` suffix."""
-    text = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
-    return re.sub(r"-?\([^)]*\)", "", text).strip().lower()
-
-
-def is_member(family: str, name: str | None) -> bool:
-    """Whether a mineral name belongs to ``family`` (listed, or the family word in its name)."""
-    s = species(name)
-    return bool(s) and (s in FAMILIES[family] or family in s)
-
+from matminer_clasp.train.mineral_families import FAMILY_SPECIES, is_family_member
 
 #: Chemistry words of the `amcsd` set and the class of :func:`chemical_class` that defines them.
 CHEMISTRY = ("silicate", "sulfide", "carbonate")
@@ -123,9 +78,10 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
     columns = {c: (items["scores"][:, j].astype(float), items["labels"][:, j].astype(bool))
                for j, c in enumerate(concepts)}
     out: dict[str, Any] = {}
-    for family in (f for f in FAMILIES if f in columns):
+    for family in (f for f in FAMILY_SPECIES if f in columns):
         scores, title = columns[family]
-        member = np.array([is_member(family, entries.get(i, {}).get("mineral")) for i in ids])
+        member = np.array([is_family_member(family, entries.get(i, {}).get("mineral"))
+                           for i in ids])
         either = title | member
         negatives = np.flatnonzero(~title)
         top_neg = negatives[np.argsort(-scores[negatives])[:top]]
@@ -152,7 +108,7 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
 
 def show(rows: dict[str, Any]) -> None:
     """Print one folder's audit: the families, their mean, then the chemistry words."""
-    families = {k: r for k, r in rows.items() if k in FAMILIES}
+    families = {k: r for k, r in rows.items() if k in FAMILY_SPECIES}
     print("  family      title members unlabelled  ap_title ap_either top20_members oracle_ap")
     for family, r in families.items():
         print(f"  {family:10s} {r['title']:6d} {r['members']:7d} {r['unlabelled']:10d} "
