@@ -77,9 +77,11 @@ def is_family_member(family: str, name: object) -> bool:
     KeyError
         When ``family`` is not one of :data:`FAMILY_SPECIES`.
     """
-    species = FAMILY_SPECIES[family]
-    key = species_key(name)
-    return bool(key) and (key in species or family in key)
+    return _key_in_family(family, species_key(name))
+
+
+def _key_in_family(family: str, key: str) -> bool:
+    return bool(key) and (key in FAMILY_SPECIES[family] or family in key)
 
 
 def species_positives(
@@ -100,10 +102,5 @@ def species_positives(
         ``family -> (n,)`` boolean array.
     """
     keys = [species_key(m) for m in minerals]
-    out = {}
-    for family in concepts:
-        if family in FAMILY_SPECIES:
-            species = FAMILY_SPECIES[family]
-            out[family] = np.array([bool(k) and (k in species or family in k) for k in keys],
-                                   dtype=bool)
-    return out
+    return {family: np.array([_key_in_family(family, k) for k in keys], dtype=bool)
+            for family in concepts if family in FAMILY_SPECIES}

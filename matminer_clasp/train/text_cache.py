@@ -85,16 +85,20 @@ def text_features(
         ``(len(captions), hidden)`` float32 features on ``device``, row ``i`` for caption ``i``.
     """
     fingerprint = _text_fingerprint(model, captions)
-    own = [cache_file] if cache_file is not None else []
-    others = [p for p in sources if cache_file is None or p.resolve() != cache_file.resolve()]
-    for candidate in [*own, *others]:
-        cached = _read_cache(candidate, fingerprint, len(captions)) if candidate.is_file() else None
-        if cached is None:
+    if cache_file is not None and cache_file.is_file():
+        cached = _read_cache(cache_file, fingerprint, len(captions))
+        if cached is not None:
+            return cached.to(device)
+    for source in sources:
+        if not source.is_file() or (cache_file is not None
+                                    and source.resolve() == cache_file.resolve()):
             continue
-        if cache_file is not None and candidate is not cache_file:
-            log.info("text features of %d captions reused from %s", len(captions), candidate)
-            _write_cache(cache_file, cached, fingerprint)
-        return cached.to(device)
+        cached = _read_cache(source, fingerprint, len(captions))
+        if cached is not None:
+            log.info("text features of %d captions reused from %s", len(captions), source)
+            if cache_file is not None:
+                _write_cache(cache_file, cached, fingerprint)
+            return cached.to(device)
     tower = model.text_tower
     was_training = tower.training
     tower.eval().to(device)
