@@ -31,13 +31,34 @@ merge() {
   [ -d $R/$name ] || matminer-clasp merge $R/$name "$@"
 }
 
+# evaluate_split SPLIT OUT MODEL [OPTION...]: evaluate the model folder MODEL on SPLIT of the
+# seed-2026 split with both keyword sets, into OUT/<keywords> (skipped where a report exists);
+# extra options go to `matminer-clasp evaluate`
+evaluate_split() {
+  local split=$1 out=$2 model=$3 keywords
+  shift 3
+  for keywords in amcsd auto; do
+    [ -f $out/$keywords/report.json ] || matminer-clasp evaluate $model \
+        --config $P/split_s2026.yaml --split $split --keywords $keywords --bootstrap 1000 \
+        "$@" --out $out/$keywords
+  done
+}
+
+# compare_runs DIR NAME "A..." "B...": paired comparison A − B of evaluated names in DIR on both
+# keyword sets, each side averaged over its names on every resample, into
+# DIR/compare_NAME_<keywords>.json
+compare_runs() {
+  local dir=$1 name=$2 keywords a b n
+  for keywords in amcsd auto; do
+    a=$(for n in $3; do printf '%s,' $dir/$n/$keywords; done)
+    b=$(for n in $4; do printf '%s,' $dir/$n/$keywords; done)
+    matminer-clasp compare ${a%,} ${b%,} --bootstrap 1000 --out $dir/compare_${name}_$keywords.json
+  done
+}
+
 # evaluate the model folder $2 on the validation split with both keyword sets, into $R/eval/$1
 evaluate_val_model() {
-  for keywords in amcsd auto; do
-    [ -f $R/eval/$1/$keywords/report.json ] || matminer-clasp evaluate $2 \
-        --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
-        --out $R/eval/$1/$keywords
-  done
+  evaluate_split val $R/eval/$1 $2
 }
 
 # evaluate $R/$1 (an ensemble or interpolated model) like evaluate_val_model, into $R/eval/$1
@@ -47,10 +68,7 @@ evaluate_val() {
 
 # paired comparison A − B ($1, $2: evaluated names) on both keyword sets
 compare_val() {
-  for keywords in amcsd auto; do
-    matminer-clasp compare $R/eval/$1/$keywords $R/eval/$2/$keywords --bootstrap 1000 \
-        --out $R/eval/compare_${1}_vs_${2}_$keywords.json
-  done
+  compare_runs $R/eval ${1}_vs_${2} "$1" "$2"
 }
 
 # weights (1 - $4) x $R/$2 + $4 x $R/$3 (a stage-1 run and its stage 2), into $R/$1
@@ -61,21 +79,13 @@ interpolate() {
 # evaluate $R/$1 like evaluate_val, its keywords queried through the prompt templates of
 # ZeroShotClassifier, into $R/eval/$1_templates
 evaluate_val_templates() {
-  for keywords in amcsd auto; do
-    [ -f $R/eval/$1_templates/$keywords/report.json ] || matminer-clasp evaluate $R/$1 \
-        --config $P/split_s2026.yaml --split val --keywords $keywords --bootstrap 1000 \
-        --templates default --out $R/eval/$1_templates/$keywords
-  done
+  evaluate_split val $R/eval/$1_templates $R/$1 --templates default
 }
 
 # paired comparison with each side averaged over two runs on every resample (two stage-2 draws):
 # compare_val_both NAME A1 A2 B1 B2 (evaluated names), into $R/eval/compare_NAME_<keywords>.json
 compare_val_both() {
-  for keywords in amcsd auto; do
-    matminer-clasp compare $R/eval/$2/$keywords,$R/eval/$3/$keywords \
-        $R/eval/$4/$keywords,$R/eval/$5/$keywords --bootstrap 1000 \
-        --out $R/eval/compare_$1_$keywords.json
-  done
+  compare_runs $R/eval $1 "$2 $3" "$4 $5"
 }
 
 # the recipe's four members interpolated and merged into $R/$1: each member is
@@ -112,24 +122,16 @@ comp_member_screen() {
 # $R/eval_test/$1_templates (keywords through the ZeroShotClassifier templates). Only
 # run_final_test.sh calls it: the test split is evaluated once, for the final candidate.
 evaluate_test() {
-  local name=$1 out=$R/eval_test/$1 extra=() keywords
-  if [ "${2:-}" = templates ]; then out=${out}_templates; extra=(--templates default); fi
-  for keywords in amcsd auto; do
-    [ -f $out/$keywords/report.json ] || matminer-clasp evaluate $R/$name \
-        --config $P/split_s2026.yaml --split test --keywords $keywords --bootstrap 1000 \
-        "${extra[@]}" --out $out/$keywords
-  done
+  if [ "${2:-}" = templates ]; then
+    evaluate_split test $R/eval_test/$1_templates $R/$1 --templates default
+  else
+    evaluate_split test $R/eval_test/$1 $R/$1
+  fi
 }
 
 # compare_test NAME "A1 A2 A3" "B1 B2 B3": paired comparison on the test split, each side averaged
 # over its evaluated names in $R/eval_test on every resample, into
 # $R/eval_test/compare_NAME_<keywords>.json
 compare_test() {
-  local name=$1 keywords E=$R/eval_test a b n
-  for keywords in amcsd auto; do
-    a=$(for n in $2; do printf '%s,' $E/$n/$keywords; done)
-    b=$(for n in $3; do printf '%s,' $E/$n/$keywords; done)
-    matminer-clasp compare ${a%,} ${b%,} --bootstrap 1000 \
-        --out $E/compare_${name}_$keywords.json
-  done
+  compare_runs $R/eval_test "$@"
 }

@@ -15,12 +15,8 @@ evaluate_val recipe_r3 & evaluate_val recipe_ksamp_r3 & wait
 compare_val recipe_ksamp_r3 recipe_r3
 compare_val recipe_r3 default_recipe
 E=$R/eval
-for keywords in amcsd auto; do  # each side averaged over its three stage-2 draws
-  matminer-clasp compare \
-      $E/recipe_ksamp/$keywords,$E/recipe_ksamp_r2/$keywords,$E/recipe_ksamp_r3/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords,$E/recipe_r3/$keywords \
-      --bootstrap 1000 --out $E/compare_recipe_ksamp_three_vs_default_recipe_three_$keywords.json
-done
+compare_runs $E recipe_ksamp_three_vs_default_recipe_three \
+    "recipe_ksamp recipe_ksamp_r2 recipe_ksamp_r3" "default_recipe recipe_r2 recipe_r3"
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_keyword_sampling_r3.json \
     --eval recipe_r3=$E/recipe_r3 recipe_ksamp_r3=$E/recipe_ksamp_r3 \
     --compare recipe_ksamp_r3_vs_recipe_r3=$E/compare_recipe_ksamp_r3_vs_recipe_r3 \

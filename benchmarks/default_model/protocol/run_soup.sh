@@ -19,11 +19,7 @@ done
 merge recipe_soup $R/soup_graph_s4{2,3} $R/soup_comp_s4{2,3}
 evaluate_val recipe_soup
 E=$R/eval
-for keywords in amcsd auto; do
-  matminer-clasp compare $E/recipe_soup/$keywords \
-      $E/default_recipe/$keywords,$E/recipe_r2/$keywords,$E/recipe_r3/$keywords \
-      --bootstrap 1000 --out $E/compare_recipe_soup_vs_recipe_three_$keywords.json
-done
+compare_runs $E recipe_soup_vs_recipe_three recipe_soup "default_recipe recipe_r2 recipe_r3"
 python $P/collect.py --out benchmarks/default_model/results/protocol_val_soup.json \
     --eval recipe_soup=$E/recipe_soup \
     --compare recipe_soup_vs_recipe_three=$E/compare_recipe_soup_vs_recipe_three
