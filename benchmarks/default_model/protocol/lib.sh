@@ -31,6 +31,12 @@ merge() {
   [ -d $R/$name ] || matminer-clasp merge $R/$name "$@"
 }
 
+# the recipe's shape, 2 graph + 2 composition members, from the stage-2 runs
+# $R/$2_s42/s43_stage2 (graph) and $R/$3_s42/s43_stage2 (composition), into $R/$1
+merge_recipe() {
+  merge $1 $R/$2_s4{2,3}_stage2/best $R/$3_s4{2,3}_stage2/best
+}
+
 # evaluate_split SPLIT OUT MODEL [OPTION...]: evaluate the model folder MODEL on SPLIT of the
 # seed-2026 split with both keyword sets, into OUT/<keywords> (skipped where a report exists);
 # extra options go to `matminer-clasp evaluate`

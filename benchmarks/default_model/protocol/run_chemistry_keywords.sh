@@ -9,12 +9,12 @@
 source benchmarks/default_model/protocol/lib.sh
 stage2_pair graph_chem_s42 graph_chem_s43
 stage2_pair comp_chem_s42 comp_chem_s43
-merge recipe_chem $R/graph_chem_s4{2,3}_stage2/best $R/comp_chem_s4{2,3}_stage2/best
+merge_recipe recipe_chem graph_chem comp_chem
 evaluate_val recipe_chem
 compare_val recipe_chem default_recipe
 stage2_pair graph_minchem_s42 graph_minchem_s43
 stage2_pair comp_minchem_s42 comp_minchem_s43
-merge recipe_minchem $R/graph_minchem_s4{2,3}_stage2/best $R/comp_minchem_s4{2,3}_stage2/best
+merge_recipe recipe_minchem graph_minchem comp_minchem
 evaluate_val recipe_minchem
 compare_val recipe_minchem default_recipe
 compare_val recipe_minchem recipe_mineral

@@ -11,7 +11,7 @@ for member in graph_s42 graph_s43 comp_member_s4{2,3,4,5}; do
   stage1 $member
   stage2 $member
 done
-merge default_recipe $R/graph_s4{2,3}_stage2/best $R/comp_member_s4{2,3}_stage2/best
+merge_recipe default_recipe graph comp_member
 merge recipe_2g4c $R/graph_s4{2,3}_stage2/best $R/comp_member_s4{2,3,4,5}_stage2/best
 evaluate_val default_recipe
 evaluate_val recipe_2g4c

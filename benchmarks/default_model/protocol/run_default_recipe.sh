@@ -13,7 +13,7 @@ for member in graph_s42 graph_s43 comp_member_s42 comp_member_s43; do
 done
 
 # the recipe (2 graph + 2 composition members), and its halves
-merge default_recipe $R/graph_s4{2,3}_stage2/best $R/comp_member_s4{2,3}_stage2/best
+merge_recipe default_recipe graph comp_member
 merge graph_pair $R/graph_s4{2,3}_stage2/best
 merge comp_pair $R/comp_member_s4{2,3}_stage2/best
 for name in default_recipe graph_pair comp_pair; do

@@ -9,14 +9,14 @@
 source benchmarks/default_model/protocol/lib.sh
 stage2_pair graph_ksamp_s42 graph_ksamp_s43
 stage2_pair comp_ksamp_s42 comp_ksamp_s43
-merge recipe_ksamp $R/graph_ksamp_s4{2,3}_stage2/best $R/comp_ksamp_s4{2,3}_stage2/best
+merge_recipe recipe_ksamp graph_ksamp comp_ksamp
 evaluate_val recipe_ksamp & evaluate_val_templates recipe_ksamp & wait
 compare_val recipe_ksamp default_recipe
 compare_val recipe_ksamp_templates default_recipe_templates
 
 stage2_pair graph_ksamp_r2_s42 graph_ksamp_r2_s43
 stage2_pair comp_ksamp_r2_s42 comp_ksamp_r2_s43
-merge recipe_ksamp_r2 $R/graph_ksamp_r2_s4{2,3}_stage2/best $R/comp_ksamp_r2_s4{2,3}_stage2/best
+merge_recipe recipe_ksamp_r2 graph_ksamp_r2 comp_ksamp_r2
 evaluate_val recipe_ksamp_r2 & evaluate_val_templates recipe_ksamp_r2 & wait
 compare_val recipe_ksamp_r2 recipe_r2
 compare_val recipe_ksamp_r2_templates recipe_r2_templates

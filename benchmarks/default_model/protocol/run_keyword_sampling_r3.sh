@@ -9,8 +9,8 @@ stage2_pair graph_r3_s42 graph_r3_s43
 stage2_pair graph_ksamp_r3_s42 graph_ksamp_r3_s43
 stage2_pair comp_r3_s42 comp_r3_s43
 stage2_pair comp_ksamp_r3_s42 comp_ksamp_r3_s43
-merge recipe_r3 $R/graph_r3_s4{2,3}_stage2/best $R/comp_r3_s4{2,3}_stage2/best
-merge recipe_ksamp_r3 $R/graph_ksamp_r3_s4{2,3}_stage2/best $R/comp_ksamp_r3_s4{2,3}_stage2/best
+merge_recipe recipe_r3 graph_r3 comp_r3
+merge_recipe recipe_ksamp_r3 graph_ksamp_r3 comp_ksamp_r3
 evaluate_val recipe_r3 & evaluate_val recipe_ksamp_r3 & wait
 compare_val recipe_ksamp_r3 recipe_r3
 compare_val recipe_r3 default_recipe

@@ -14,7 +14,7 @@ done
 stage2_pair graph_mineral_s42 graph_mineral_s43
 stage2_pair comp_mineral_s42 comp_mineral_s43
 stage2_pair comp_mineral_s44 comp_mineral_s45
-merge recipe_mineral $R/graph_mineral_s4{2,3}_stage2/best $R/comp_mineral_s4{2,3}_stage2/best
+merge_recipe recipe_mineral graph_mineral comp_mineral
 merge recipe_mineral_2g4c $R/graph_mineral_s4{2,3}_stage2/best \
     $R/comp_mineral_s4{2,3,4,5}_stage2/best
 evaluate_val recipe_mineral

@@ -8,9 +8,8 @@ stage2_pair graph_r2_s42 graph_mineral_r2_s42
 stage2_pair graph_r2_s43 graph_mineral_r2_s43
 stage2_pair comp_r2_s42 comp_mineral_r2_s42
 stage2_pair comp_r2_s43 comp_mineral_r2_s43
-merge recipe_r2 $R/graph_r2_s4{2,3}_stage2/best $R/comp_r2_s4{2,3}_stage2/best
-merge recipe_mineral_r2 $R/graph_mineral_r2_s4{2,3}_stage2/best \
-    $R/comp_mineral_r2_s4{2,3}_stage2/best
+merge_recipe recipe_r2 graph_r2 comp_r2
+merge_recipe recipe_mineral_r2 graph_mineral_r2 comp_mineral_r2
 evaluate_val recipe_r2
 evaluate_val recipe_mineral_r2
 compare_val recipe_mineral_r2 recipe_r2
