@@ -66,6 +66,12 @@ def write_report(report: Mapping[str, Any], folder: str | Path) -> tuple[Path, P
              f"{report.get('n_structures', '?')} structures, {report.get('n_titles', '?')} "
              "distinct titles. Intervals: 95% percentile bootstrap "
              f"({report.get('settings', {}).get('bootstrap_resamples', '?')} resamples).", ""]
+    settings = report.get("settings", {})
+    if "labels" in settings:
+        lines += [f"Keyword positives: {settings['labels']}.", ""]
+    if settings.get("templates"):
+        templates = ", ".join(f"`{t}`" for t in settings["templates"])
+        lines += [f"Keywords queried through the templates {templates}.", ""]
     for unit in ("per_structure", "per_title"):
         block = report.get(unit)
         if not block:

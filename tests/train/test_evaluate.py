@@ -215,7 +215,7 @@ def test_concepts_with_fewer_than_min_papers_are_skipped(rng):
     assert len(report["per_structure"]["mean"]["ap_boot"]) == 10
 
 
-def test_evaluate_model_with_prompt_templates(tiny_model, structures):
+def test_evaluate_model_with_prompt_templates(tmp_path, tiny_model, structures):
     """Templates change only the keyword queries: each variation becomes its prompt centroid."""
     from matminer_clasp.zeroshot import DEFAULT_TEMPLATES, prompt_centroids
 
@@ -228,6 +228,10 @@ def test_evaluate_model_with_prompt_templates(tiny_model, structures):
     assert templated["positive_papers"] == plain["positive_papers"]
     assert templated["settings"]["templates"] == list(DEFAULT_TEMPLATES)
     assert "templates" not in plain["settings"]
+    _, md_path = write_report(templated, tmp_path / "templated")
+    assert "Keywords queried through the templates `{}`, `a {} material`" in md_path.read_text()
+    _, md_path = write_report(plain, tmp_path / "plain")
+    assert "queried through the templates" not in md_path.read_text()
     # the scores are the max over variations of the cosine to each variation's prompt centroid
     emb = tiny_model.encode_graphs(pairs.graphs)
     centroids = prompt_centroids(tiny_model, [[t.format(v) for t in DEFAULT_TEMPLATES]
@@ -293,7 +297,7 @@ def test_extra_positives_join_the_title_labels(rng):
                             extra_positives={"garnet": species[:5]})
 
 
-def test_evaluate_model_title_or_species(tiny_model, structures):
+def test_evaluate_model_title_or_species(tmp_path, tiny_model, structures):
     pairs = _titled_pairs(tiny_model, structures)
     pairs.meta["mineral"] = ["Pyrope", "Spinel", None, "Almandine"] * 2
     kwargs = dict(keywords=["garnet", "spinel"], bootstrap=0, min_papers=1)
@@ -306,6 +310,9 @@ def test_evaluate_model_title_or_species(tiny_model, structures):
     assert either["label_source"] == "title or mineral species (families)"
     assert "mineral species" in either["settings"]["labels"]
     assert "official" in title["settings"]["labels"]
+    _, md_path = write_report(either, tmp_path / "either")
+    assert "Keyword positives: title match, or, for the structure-defined families" in (
+        md_path.read_text())
     with pytest.raises(ValueError, match="expected one of"):
         evaluate_model(tiny_model, pairs, np.arange(8), labels="species", **kwargs)
     pairs.meta = pairs.meta.drop(columns="mineral")
