@@ -402,3 +402,17 @@ def test_collect_reads_each_keyword_set_of_a_comparison_and_nothing_longer(tmp_p
     comparisons = json.loads(out.read_text())["comparisons"]
     assert set(comparisons["a_vs_b"]) == {"amcsd", "auto"}
     assert "concepts" not in comparisons["a_vs_b"]["amcsd"]["settings"]
+
+
+def test_lookup_baseline_backs_off_from_name_to_system_to_prior():
+    lookup = _protocol_script("lookup_baseline")
+    assert lookup.chemical_system("Mg3 Al2 (SiO4)3") == "Al-Mg-O-Si"
+    assert lookup.chemical_system(None) == ""
+    train = [("pyrope", "Al-Mg-O-Si")] * 3 + [("quartz", "O-Si")] * 2
+    positive = np.array([True, True, False, False, False])
+    prior = 2 / 5
+    system = (2 + 2 * prior) / (3 + 2)  # Al-Mg-O-Si: 2 of 3, smoothed toward the prior
+    queries = [("pyrope", "Al-Mg-O-Si"), ("almandine", "Al-Mg-O-Si"), ("almandine", "Fe-O"),
+               ("", "")]
+    scores = lookup.lookup_scores(train, positive, queries)
+    np.testing.assert_allclose(scores, [(2 + 2 * system) / (3 + 2), system, prior, prior])
