@@ -9,8 +9,9 @@ labels: a structure is also a positive for a family when its mineral species (AM
 
 Follow a label: ``pairs.meta["mineral"]`` -> :func:`species_key` (lower case, no accents, no
 ``-(Y)`` suffix) -> membership of :data:`FAMILY_SPECIES` (IMA group and supergroup members), or
-the family word inside the name (*ulvospinel*, *hydrogarnet*). Synthetic compounds carry
-formulas, not species names, so these labels still miss some members: they are a lower bound.
+the family word inside the name (*ulvospinel*, *hydrogarnet*). AMCSD names many synthetic
+phases by an element or compound (*Iron*, *Cobalt*) instead of a species, so these labels still
+miss some members: they are a lower bound.
 """
 
 from __future__ import annotations
