@@ -118,6 +118,17 @@ def verdict(comparison: dict[str, Any]) -> str:
     return "kept" if gains and not losses else "not kept"
 
 
+def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines: header, rule, rows."""
+    return [f"| {' | '.join(head)} |", "|" + "---|" * len(head),
+            *(f"| {' | '.join(cells)} |" for cells in rows)]
+
+
+def _comparison_cells(comparison: dict[str, Any]) -> list[str]:
+    """The paired gain of every column, intervals that exclude zero in bold."""
+    return [_cell(*_diff(comparison, k, m)) for k, m, _ in COLUMNS]
+
+
 def _cell(value: float, low: float, high: float) -> str:
     text = f"{value:+.3f} [{low:+.3f}, {high:+.3f}]".replace("-", "−")
     return f"**{text}**" if low > 0 or high < 0 else text
@@ -126,16 +137,15 @@ def _cell(value: float, low: float, high: float) -> str:
 def table(results: Path = RESULTS) -> str:
     """The ablation table as Markdown (intervals that exclude zero in bold)."""
     head = ["session", "lever", "against"] + [c[2] for c in COLUMNS] + ["rule"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     cache: dict[str, dict[str, Any]] = {}
+    rows = []
     for session, lever, against, name, key in ROWS:
         if name not in cache:
             cache[name] = json.loads((results / name).read_text())["comparisons"]
         comparison = cache[name][key]
-        cells = [_cell(*_diff(comparison, k, m)) for k, m, _ in COLUMNS]
         rule = verdict(comparison) if session else "(spread)"
-        lines.append("| " + " | ".join([str(session or "–"), lever, against, *cells, rule]) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([str(session or "–"), lever, against, *_comparison_cells(comparison), rule])
+    return "\n".join(_markdown(head, rows)) + "\n"
 
 
 def _model_value(report: dict[str, Any], keywords: str, metric: str) -> float:
@@ -148,21 +158,19 @@ def _model_value(report: dict[str, Any], keywords: str, metric: str) -> float:
 def test_tables(results: Path = RESULTS) -> str:
     """The test split's models (mean of three draws, and their range) and paired comparisons."""
     data = json.loads((results / "protocol_test.json").read_text())
-    head = ["model (test split of seed 2026, 3 stage-2 draws)"] + [c[2] for c in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    models = []
     for label, draws in TEST_MODELS:
         cells = []
         for keywords, metric, _ in COLUMNS:
             values = [_model_value(data["models"][d], keywords, metric) for d in draws]
             mean = sum(values) / len(values)
             cells.append(f"{mean:.3f} ({min(values):.3f}-{max(values):.3f})")
-        lines.append("| " + " | ".join([label, *cells]) + " |")
-    head = ["A", "B"] + [c[2] for c in COLUMNS] + ["rule"]
-    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for a, b, key in TEST_ROWS:
-        comparison = data["comparisons"][key]
-        cells = [_cell(*_diff(comparison, k, m)) for k, m, _ in COLUMNS]
-        lines.append("| " + " | ".join([a, b, *cells, verdict(comparison)]) + " |")
+        models.append([label, *cells])
+    comparisons = [[a, b, *_comparison_cells(data["comparisons"][key]),
+                    verdict(data["comparisons"][key])] for a, b, key in TEST_ROWS]
+    lines = _markdown(["model (test split of seed 2026, 3 stage-2 draws)"]
+                      + [c[2] for c in COLUMNS], models)
+    lines += ["", *_markdown(["A", "B"] + [c[2] for c in COLUMNS] + ["rule"], comparisons)]
     return "\n".join(lines) + "\n"
 
 

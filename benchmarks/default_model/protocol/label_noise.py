@@ -44,7 +44,7 @@ import numpy as np
 from folder_audit import run_audit  # a sibling module: run this file as a script
 from sklearn.metrics import average_precision_score
 
-from matminer_clasp.train.mineral_families import FAMILY_SPECIES, is_family_member
+from matminer_clasp.train.mineral_families import FAMILY_SPECIES, species_positives
 
 #: Chemistry words of the `amcsd` set and the class of :func:`chemical_class` that defines them.
 CHEMISTRY = ("silicate", "sulfide", "carbonate")
@@ -78,10 +78,10 @@ def audit(folder: Path, entries: dict[str, dict[str, Any]], top: int = 20) -> di
     columns = {c: (items["scores"][:, j].astype(float), items["labels"][:, j].astype(bool))
                for j, c in enumerate(concepts)}
     out: dict[str, Any] = {}
-    for family in (f for f in FAMILY_SPECIES if f in columns):
+    families = [f for f in FAMILY_SPECIES if f in columns]
+    members = species_positives([entries.get(i, {}).get("mineral") for i in ids], families)
+    for family, member in members.items():
         scores, title = columns[family]
-        member = np.array([is_family_member(family, entries.get(i, {}).get("mineral"))
-                           for i in ids])
         either = title | member
         negatives = np.flatnonzero(~title)
         top_neg = negatives[np.argsort(-scores[negatives])[:top]]
