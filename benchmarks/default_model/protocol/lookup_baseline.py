@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "model_roc_auc": model_row["roc_auc"], "model_ap": model_row["ap"]}
         mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))}
         result["splits"][split] = {"model": report.get("model"), "concepts": rows, "mean": mean,
-                                   "with_species": float(np.mean([bool(k[0]) for k in keys]))}
-        share = result["splits"][split]["with_species"]
+                                   "with_mineral_name": float(np.mean([bool(k[0]) for k in keys]))}
+        share = result["splits"][split]["with_mineral_name"]
         print(f"{split}: {len(titles)} structures, {100 * share:.0f} % with a mineral name")
         print("  concept        lookup ROC-AUC / AP    model ROC-AUC / AP")
         for concept, r in [*rows.items(), ("mean", mean)]:
